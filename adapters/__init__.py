@@ -1,0 +1,1 @@
+"""Adapter methods trained on cached features. Imports `mmpipe.store` only, never `pipeline`."""

@@ -1,0 +1,1 @@
+"""Probes, Δ, results rows and reports. Imports `mmpipe.store` and `mmpipe.adapters`."""

@@ -1,0 +1,3 @@
+from mmpipe.pipeline.cli import main
+
+main()

@@ -1,0 +1,40 @@
+"""The dataset contract and its registry.
+
+A dataset builds a manifest (see `mmpipe.store.manifest`) from a frozen config; it never touches
+the network. A *simulation* also generates its two modality feature arrays directly, which
+`mmpipe simulate` writes to the store as ``<name>.m1`` and ``<name>.m2``.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar
+
+import numpy as np
+
+from mmpipe.store.manifest import Manifest
+from mmpipe.store.registry import Registry
+
+
+class Dataset(ABC):
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Config: ClassVar[type]  # a frozen dataclass; every field has a default
+    # what m1 and m2 are, e.g. {"m1": "video", "m2": "audio"}
+    modalities: ClassVar[dict[str, str]]
+
+    @abstractmethod
+    def manifest(self, config: Any) -> Manifest:
+        """Build the manifest for ``config``."""
+
+
+class Simulation(Dataset):
+    @abstractmethod
+    def generate(self, config: Any) -> tuple[Manifest, dict[str, np.ndarray]]:
+        """The manifest and the modality arrays {"m1": (n, d1), "m2": (n, d2)}, row-aligned."""
+
+    def manifest(self, config: Any) -> Manifest:
+        return self.generate(config)[0]
+
+
+DATASETS: Registry[type[Dataset]] = Registry("dataset")

@@ -1,0 +1,140 @@
+"""Manifests: one Parquet table per dataset version, the row order every feature array follows.
+
+Columns: ``sample_id`` (unique, stable), ``split`` (train/val/test), ``group`` (nullable, e.g. the
+actor, for group-disjoint splits), one column per label, and optionally one column per modality
+holding its media path or text. Label metadata (kind, owning component) and the modality columns
+are saved in the Parquet schema metadata, so a manifest file is self-describing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mmpipe.store.errors import UserError
+
+SPLITS = ("train", "val", "test")
+LabelKind = Literal["categorical", "continuous"]
+Owner = Literal["shared", "m1", "m2", "joint"]
+_KINDS = ("categorical", "continuous")
+_OWNERS = ("shared", "m1", "m2", "joint")
+_METADATA_KEY = b"mmpipe"
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """A label column: its kind and the component that *should* carry it."""
+
+    name: str
+    kind: LabelKind
+    owner: Owner
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise ValueError(f"label {self.name!r}: kind must be one of {_KINDS}, not {self.kind!r}")
+        if self.owner not in _OWNERS:
+            raise ValueError(f"label {self.name!r}: owner must be one of {_OWNERS}, not {self.owner!r}")
+
+
+@dataclass(frozen=True)
+class Manifest:
+    dataset: str
+    table: pd.DataFrame = field(repr=False)
+    labels: tuple[LabelSpec, ...]
+    # modality name (m1, m2) -> column holding its media path or text; None when features are given
+    modalities: dict[str, str | None] = field(default_factory=dict)
+    # split protocol, e.g. "group-disjoint (actor), seed 0" — reported beside every score
+    split_protocol: str = ""
+
+    def __post_init__(self) -> None:
+        table = self.table
+        for column in ("sample_id", "split", "group"):
+            if column not in table.columns:
+                raise ValueError(f"manifest for {self.dataset}: missing column {column!r}")
+        if table["sample_id"].duplicated().any():
+            dupes = table.loc[table["sample_id"].duplicated(), "sample_id"].head(3).tolist()
+            raise ValueError(f"manifest for {self.dataset}: duplicate sample_id values, e.g. {dupes}")
+        bad = set(table["split"].unique()) - set(SPLITS)
+        if bad:
+            raise ValueError(f"manifest for {self.dataset}: unknown split values {sorted(bad)}")
+        for label in self.labels:
+            if label.name not in table.columns:
+                raise ValueError(f"manifest for {self.dataset}: label column {label.name!r} missing")
+        for modality, column in self.modalities.items():
+            if column is not None and column not in table.columns:
+                raise ValueError(f"manifest for {self.dataset}: modality {modality} column {column!r} missing")
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def label(self, name: str) -> LabelSpec:
+        for spec in self.labels:
+            if spec.name == name:
+                return spec
+        valid = ", ".join(s.name for s in self.labels)
+        raise UserError(f"dataset {self.dataset} has no label {name!r}; valid: {valid}")
+
+    def split_mask(self, split: str) -> np.ndarray:
+        if split not in SPLITS:
+            raise UserError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
+        return (self.table["split"] == split).to_numpy()
+
+    def metadata(self) -> dict:
+        return {
+            "dataset": self.dataset,
+            "labels": [asdict(label) for label in self.labels],
+            "modalities": self.modalities,
+            "split_protocol": self.split_protocol,
+        }
+
+    def version(self) -> str:
+        """Content hash of the manifest (rows, columns, dtypes and label metadata)."""
+        digest = hashlib.sha256()
+        digest.update(json.dumps(self.metadata(), sort_keys=True).encode())
+        digest.update(json.dumps([[c, str(t)] for c, t in self.table.dtypes.items()]).encode())
+        rows = pd.util.hash_pandas_object(self.table, index=False).to_numpy()
+        digest.update(rows.tobytes())
+        return digest.hexdigest()[:16]
+
+
+def write_manifest(path: Path, manifest: Manifest) -> None:
+    """Write atomically: a reader never sees a half-written Parquet file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    table = pa.Table.from_pandas(manifest.table.reset_index(drop=True), preserve_index=False)
+    schema_meta = dict(table.schema.metadata or {})
+    schema_meta[_METADATA_KEY] = json.dumps(manifest.metadata()).encode()
+    table = table.replace_schema_metadata(schema_meta)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_manifest(path: Path) -> Manifest:
+    table = pq.read_table(path)
+    raw = (table.schema.metadata or {}).get(_METADATA_KEY)
+    if raw is None:
+        raise UserError(f"{path} is not an mmpipe manifest (no label metadata)")
+    meta = json.loads(raw)
+    return Manifest(
+        dataset=meta["dataset"],
+        table=table.to_pandas(),
+        labels=tuple(LabelSpec(**label) for label in meta["labels"]),
+        modalities=meta["modalities"],
+        split_protocol=meta.get("split_protocol", ""),
+    )

@@ -1,0 +1,184 @@
+"""The store root: where manifests, feature entries, runs and the results DB live.
+
+::
+
+    <root>/STORE.json                                marks the directory as an mmpipe store
+    <root>/manifests/<dataset>/<version>.parquet     one file per manifest version
+    <root>/features/<dataset>.<feature>/<fingerprint>/   Zarr entries (see store/features.py)
+    <root>/runs/<method>/<fingerprint>/              adapter runs (checkpoint, components)
+    <root>/results.duckdb                            probe scores and run rows
+
+The root comes from ``--store`` or ``MMPIPE_STORE``; default ``./mmpipe-store``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from mmpipe.store.errors import KeyMismatchError, UserError
+from mmpipe.store.features import FeatureEntry, FeatureWriter
+from mmpipe.store.fingerprint import differing_fields, fingerprint, key_material
+from mmpipe.store.manifest import Manifest, read_manifest, write_manifest
+
+DEFAULT_ROOT = "mmpipe-store"
+ENV_VAR = "MMPIPE_STORE"
+MARKER = "STORE.json"
+FORMAT = {"format": "mmpipe-store", "layout_version": 1}
+
+
+def default_root() -> Path:
+    return Path(os.environ.get(ENV_VAR) or DEFAULT_ROOT)
+
+
+@dataclass(frozen=True)
+class SplitFeatures:
+    """One split of a feature entry, in memory: rows follow the manifest order."""
+
+    features: torch.Tensor  # (n, d), stored dtype
+    rows: pd.DataFrame  # the manifest rows of those samples
+    valid: torch.Tensor  # (n,) bool; False rows hold no features
+
+
+class Store:
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    # -- opening -------------------------------------------------------------------------------
+    @classmethod
+    def open(cls, root: Path | str | None = None, *, create: bool = False) -> Store:
+        """Open an existing store; with ``create``, make one where nothing is yet.
+
+        A directory that exists, is not empty and has no STORE.json is refused, so a typo in
+        ``--store`` never scatters files into an unrelated folder.
+        """
+        root = Path(root) if root is not None else default_root()
+        marker = root / MARKER
+        if marker.is_file():
+            return cls(root)
+        if root.exists() and not root.is_dir():
+            raise UserError(f"{root} is a file, not an mmpipe store directory")
+        if root.is_dir() and any(root.iterdir()):
+            raise UserError(f"{root} is not an mmpipe store (no {MARKER}); pass an empty or new directory")
+        if not create:
+            raise UserError(f"no mmpipe store at {root}; create one with `mmpipe simulate` or `mmpipe extract`")
+        root.mkdir(parents=True, exist_ok=True)
+        (root / MARKER).write_text(json.dumps(FORMAT, indent=1))
+        return cls(root)
+
+    @property
+    def features_dir(self) -> Path:
+        return self.root / "features"
+
+    @property
+    def manifests_dir(self) -> Path:
+        return self.root / "manifests"
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def results_db(self) -> Path:
+        return self.root / "results.duckdb"
+
+    # -- manifests -----------------------------------------------------------------------------
+    def save_manifest(self, manifest: Manifest) -> str:
+        version = manifest.version()
+        path = self.manifests_dir / manifest.dataset / f"{version}.parquet"
+        if not path.exists():
+            write_manifest(path, manifest)
+        return version
+
+    def manifest_versions(self, dataset: str) -> list[str]:
+        folder = self.manifests_dir / dataset
+        return sorted(p.stem for p in folder.glob("*.parquet")) if folder.is_dir() else []
+
+    def datasets(self) -> list[str]:
+        if not self.manifests_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.manifests_dir.iterdir() if p.is_dir() and self.manifest_versions(p.name))
+
+    def manifest(self, dataset: str, version: str | None = None) -> Manifest:
+        versions = self.manifest_versions(dataset)
+        if not versions:
+            known = ", ".join(self.datasets()) or "none"
+            raise UserError(f"the store holds no manifest for {dataset!r} (datasets in store: {known})")
+        chosen = _choose(versions, version, f"manifest version of {dataset}")
+        return read_manifest(self.manifests_dir / dataset / f"{chosen}.parquet")
+
+    # -- features ------------------------------------------------------------------------------
+    def writer(self, name: str, config: dict[str, Any], **kwargs: Any) -> FeatureWriter:
+        self.features_dir.mkdir(parents=True, exist_ok=True)
+        return FeatureWriter(self.features_dir, name, config, **kwargs)
+
+    def feature_names(self) -> list[str]:
+        if not self.features_dir.is_dir():
+            return []
+        return sorted(p.name for p in self.features_dir.iterdir() if p.is_dir() and self.feature_entries(p.name))
+
+    def feature_entries(self, name: str | None = None) -> list[FeatureEntry]:
+        names = [name] if name is not None else self.feature_names()
+        entries = []
+        for entry_name in names:
+            folder = self.features_dir / entry_name
+            if folder.is_dir():
+                entries.extend(FeatureEntry.open(p) for p in sorted(folder.iterdir())
+                               if p.is_dir() and not p.name.startswith(".") and (p / "meta.json").exists())
+        return entries
+
+    def features(self, name: str, config: dict[str, Any] | None = None, *, fingerprint_prefix: str | None = None,
+                 ) -> FeatureEntry:
+        """Find a published entry: by its config (exact key), by fingerprint prefix, or the only one.
+
+        A config that matches no stored entry raises KeyMismatchError naming the differing fields.
+        """
+        entries = self.feature_entries(name)
+        if not entries:
+            known = ", ".join(self.feature_names()) or "none"
+            raise UserError(f"the store holds no features named {name!r} (features in store: {known})")
+        if config is not None:
+            wanted = key_material({"feature": name, **dict(config)})
+            key = fingerprint(wanted)
+            for entry in entries:
+                if entry.fingerprint == key:
+                    if entry.key != wanted:
+                        fields = differing_fields(entry.key, wanted)
+                        raise KeyMismatchError(f"{name}/{key[:12]}: stored key material differs in {', '.join(fields)}")
+                    return entry
+            fields = sorted({f for e in entries for f in differing_fields(e.key, wanted)})
+            raise KeyMismatchError(
+                f"no stored {name} entry matches the requested config; stored entries differ in: {', '.join(fields)}")
+        chosen = _choose([e.fingerprint for e in entries], fingerprint_prefix, f"entry of {name}")
+        return next(e for e in entries if e.fingerprint == chosen)
+
+    def load_split(self, entry: FeatureEntry, manifest: Manifest, split: str | None = None) -> SplitFeatures:
+        """Rows of one split (all rows with ``split=None``), read in bulk from one entry."""
+        if entry.shape[0] != len(manifest):
+            raise UserError(f"{entry.name} has {entry.shape[0]} rows but manifest {manifest.dataset} has {len(manifest)}")
+        features = entry.load()
+        valid = torch.from_numpy(entry.valid())
+        if split is None:
+            return SplitFeatures(features, manifest.table, valid)
+        mask = manifest.split_mask(split)
+        index = torch.from_numpy(mask.nonzero()[0])
+        return SplitFeatures(features[index], manifest.table.loc[mask].reset_index(drop=True), valid[index])
+
+
+def _choose(options: Sequence[str], prefix: str | None, what: str) -> str:
+    if prefix is not None:
+        matches = [o for o in options if o.startswith(prefix)]
+        if len(matches) == 1:
+            return matches[0]
+        problem = "matches none" if not matches else "is ambiguous"
+        raise UserError(f"{what}: {prefix!r} {problem}; stored: {', '.join(o[:12] for o in options)}")
+    if len(options) == 1:
+        return options[0]
+    raise UserError(f"several {what} are stored ({', '.join(o[:12] for o in options)}); choose one by prefix")
