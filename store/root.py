@@ -27,6 +27,7 @@ from mmpipe.store.errors import KeyMismatchError, UserError
 from mmpipe.store.features import FeatureEntry, FeatureWriter
 from mmpipe.store.fingerprint import differing_fields, fingerprint, key_material
 from mmpipe.store.manifest import Manifest, read_manifest, write_manifest
+from mmpipe.store.runs import RunEntry, get_run, list_runs
 
 DEFAULT_ROOT = "mmpipe-store"
 ENV_VAR = "MMPIPE_STORE"
@@ -170,6 +171,14 @@ class Store:
         mask = manifest.split_mask(split)
         index = torch.from_numpy(mask.nonzero()[0])
         return SplitFeatures(features[index], manifest.table.loc[mask].reset_index(drop=True), valid[index])
+
+
+    # -- runs ----------------------------------------------------------------------------------
+    def runs(self, method: str | None = None) -> list[RunEntry]:
+        return list_runs(self.runs_dir, method)
+
+    def run(self, run_id: str) -> RunEntry:
+        return get_run(self.runs_dir, run_id)
 
 
 def _choose(options: Sequence[str], prefix: str | None, what: str) -> str:

@@ -1,0 +1,36 @@
+import numpy as np
+import pytest
+import torch
+
+from mmpipe.store.errors import UserError
+from mmpipe.store.runs import find_run, publish_run
+
+
+def _publish(store, seed=0, **extra):
+    components = {"z_s1": np.arange(12, dtype=np.float32).reshape(6, 2), "z_m1": np.ones((6, 3), np.float32)}
+    return publish_run(store.runs_dir, "toy", {"dataset": "sim1", "seed": seed, **extra}, {"seed": seed, "n_params": 5},
+                       components, np.array([True] * 5 + [False]), {"w": torch.arange(4.0)})
+
+
+def test_publish_round_trip_and_reuse(store):
+    run = _publish(store)
+    assert run.run_id == f"toy-{run.fingerprint[:12]}" and run.record["run_id"] == run.run_id
+    parts = run.components()
+    assert list(parts) == ["z_s1", "z_m1"] and parts["z_s1"][5].tolist() == [10.0, 11.0]
+    assert run.valid().tolist() == [True] * 5 + [False]
+    assert torch.equal(run.state_dict()["w"], torch.arange(4.0))
+    again = _publish(store)
+    assert again.path == run.path
+    assert find_run(store.runs_dir, "toy", {"dataset": "sim1", "seed": 0}).run_id == run.run_id
+    assert find_run(store.runs_dir, "toy", {"dataset": "sim1", "seed": 1}) is None
+    other = _publish(store, seed=1)
+    assert {r.run_id for r in store.runs()} == {run.run_id, other.run_id}
+    assert store.run(run.run_id[:10]).fingerprint == run.fingerprint
+
+
+def test_unknown_run_and_component_list_valid_ones(store):
+    run = _publish(store)
+    with pytest.raises(UserError, match=f"run 'toy-zzz' is unknown; valid: {run.run_id}"):
+        store.run("toy-zzz")
+    with pytest.raises(UserError, match="no component 'phi1'; valid: z_s1, z_m1"):
+        run.components(["phi1"])
