@@ -1,0 +1,344 @@
+"""Linear probes on representation components (MultiLoReFT paper §5.1, Tables 1–2 and 4).
+
+Protocol, for every (component, label) of a run:
+
+- rows whose component is not valid, or whose label is missing (NaN), are skipped;
+- features are standardised with the **train** mean and std (one standardisation per component,
+  reused by every label);
+- categorical label → multinomial logistic regression; for each C in ``c_grid`` a model is fitted
+  on train and scored on val; the best val accuracy picks C (ties: the smaller C, i.e. the simpler
+  model). Metrics on test: ``accuracy`` and ``silhouette`` (of the standardised test features
+  grouped by the test labels, on at most ``silhouette_max`` rows);
+- continuous label → ridge regression, alpha chosen on val MSE from ``alpha_grid``; every alpha
+  and every continuous label is solved at once from one SVD of the component's train matrix:
+  w(α) = V diag(s / (s² + α)) Uᵀ (y − ȳ). Metric on test: ``mse`` in the label's own units;
+- k-shot (optional, categorical only): the same, fitted on k train examples per class (seeded),
+  metric ``accuracy_<k>shot``.
+
+Only :func:`score` ever sees test labels: fitting and selection go through
+:func:`fit_categorical` / :func:`fit_continuous`, which take train and val data and return a
+model that predicts from test *features*. Splits come from the manifest (group-disjoint where the
+dataset has groups), and every row records that protocol.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import silhouette_score
+
+from mmpipe.store.errors import UserError
+from mmpipe.store.manifest import LabelSpec, Manifest
+from mmpipe.store.results import ProbeRow
+from mmpipe.store.root import Store
+from mmpipe.store.runs import RunEntry
+
+
+@dataclass(frozen=True)
+class ProbeConfig:
+    c_grid: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0)
+    alpha_grid: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0)
+    max_iter: int = 500
+    silhouette_max: int = 2000
+    k_shot: tuple[int, ...] = ()
+    seed: int = 0
+
+    def describe(self, kind: str, k: int | None = None) -> str:
+        if kind == "categorical":
+            shots = f", {k}-shot per class" if k else ""
+            return (f"logistic regression on train-standardised features{shots}, "
+                    f"C∈{{{', '.join(f'{c:g}' for c in self.c_grid)}}} by val accuracy, scored on test")
+        return (f"ridge regression on train-standardised features, "
+                f"α∈{{{', '.join(f'{a:g}' for a in self.alpha_grid)}}} by val MSE, scored on test")
+
+
+# -- fitting and selection: train + val only -------------------------------------------------------
+@dataclass(frozen=True)
+class Standardiser:
+    mean: np.ndarray  # (r,)
+    scale: np.ndarray  # (r,)
+
+    @classmethod
+    def fit(cls, x_train: np.ndarray) -> Standardiser:
+        scale = x_train.std(axis=0)
+        return cls(x_train.mean(axis=0), np.where(scale > 1e-12, scale, 1.0))
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return (x - self.mean) / self.scale
+
+
+@dataclass(frozen=True)
+class CategoricalProbe:
+    model: LogisticRegression
+    c: float
+    val_accuracy: float
+
+    def predict(self, x_test: np.ndarray) -> np.ndarray:
+        return self.model.predict(x_test)
+
+
+def fit_categorical(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+                    c_grid: Sequence[float], max_iter: int = 500) -> CategoricalProbe:
+    """Fit one logistic regression per C on train; keep the one with the best val accuracy.
+
+    Raises ValueError if train holds fewer than two classes.
+    """
+    classes = np.unique(y_train)
+    if len(classes) < 2:
+        raise ValueError(f"only one class ({classes[0]!r}) in train")
+    best: CategoricalProbe | None = None
+    model = None
+    for c in sorted(c_grid):
+        # warm start along the C path: each fit starts from the previous (more regularised) one
+        model = LogisticRegression(C=c, max_iter=max_iter, warm_start=True) if model is None else model
+        model.set_params(C=c)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(x_train, y_train)
+        accuracy = float((model.predict(x_val) == y_val).mean()) if len(y_val) else float("nan")
+        if best is None or accuracy > best.val_accuracy:
+            best = CategoricalProbe(_copy_model(model), c, accuracy)
+    assert best is not None
+    return best
+
+
+def _copy_model(model: LogisticRegression) -> LogisticRegression:
+    clone = LogisticRegression(**model.get_params())
+    for attribute in ("coef_", "intercept_", "classes_", "n_iter_", "n_features_in_"):
+        setattr(clone, attribute, np.copy(getattr(model, attribute)))
+    return clone
+
+
+@dataclass(frozen=True)
+class ContinuousProbes:
+    """Ridge models for several continuous labels of one component: weights (r, L), bias (L,)."""
+
+    weights: np.ndarray  # (r, L)
+    bias: np.ndarray  # (L,)
+    alphas: np.ndarray  # (L,) chosen per label
+
+    def predict(self, x_test: np.ndarray) -> np.ndarray:  # (n, L)
+        return x_test @ self.weights + self.bias
+
+
+def fit_continuous(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+                   alpha_grid: Sequence[float]) -> ContinuousProbes:
+    """Ridge for every label column of ``y_train`` (n, L) and every alpha from one SVD.
+
+    ``y_train`` / ``y_val`` may hold NaN where a label is missing; those rows are left out of that
+    label's fit and selection (its own SVD).
+    """
+    n_labels = y_train.shape[1]
+    weights = np.zeros((x_train.shape[1], n_labels))
+    bias = np.zeros(n_labels)
+    alphas = np.zeros(n_labels)
+    complete = ~np.isnan(y_train).any(axis=1)
+    # labels observed on the same train rows share one SVD; others get their own
+    for columns, rows in _row_groups(y_train, complete):
+        w, b, a = _ridge_path(x_train[rows], y_train[rows][:, columns], x_val, y_val[:, columns], alpha_grid)
+        weights[:, columns], bias[columns], alphas[columns] = w, b, a
+    return ContinuousProbes(weights, bias, alphas)
+
+
+def _row_groups(y: np.ndarray, complete: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    full = [j for j in range(y.shape[1]) if not np.isnan(y[:, j]).any()]
+    groups = [(np.array(full), complete)] if full else []
+    groups += [(np.array([j]), ~np.isnan(y[:, j])) for j in range(y.shape[1]) if j not in full]
+    return groups
+
+
+def _ridge_path(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+                alpha_grid: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    x_mean, y_mean = x.mean(axis=0), y.mean(axis=0)
+    u, s, vt = np.linalg.svd(x - x_mean, full_matrices=False)  # (n, k), (k,), (k, r)
+    uty = u.T @ (y - y_mean)  # (k, L)
+    alpha = np.asarray(sorted(alpha_grid), dtype=np.float64)
+    shrink = s[None, :] / (s[None, :] ** 2 + alpha[:, None])  # (A, k)
+    w_path = np.einsum("rk,ak,kl->arl", vt.T, shrink, uty)  # (A, r, L)
+    b_path = y_mean[None, :] - np.einsum("r,arl->al", x_mean, w_path)  # (A, L)
+    pred = np.einsum("nr,arl->anl", x_val, w_path) + b_path[:, None, :]  # (A, n_val, L)
+    err = (pred - y_val[None]) ** 2
+    observed = ~np.isnan(y_val)[None]
+    mse = np.where(observed, err, 0.0).sum(axis=1) / np.maximum(observed.sum(axis=1), 1)  # (A, L)
+    best = len(alpha) - 1 - mse[::-1].argmin(axis=0)  # ties: the strongest regularisation
+    columns = np.arange(y.shape[1])
+    return w_path[best, :, columns].T, b_path[best, columns], alpha[best]
+
+
+# -- scoring: the only place that sees test labels --------------------------------------------------
+def score(metric: str, y_test: np.ndarray, prediction: np.ndarray) -> float:
+    if metric == "mse":
+        return float(np.mean((prediction.astype(np.float64) - y_test.astype(np.float64)) ** 2))
+    if metric == "accuracy" or metric.startswith("accuracy_"):
+        return float(np.mean(prediction == y_test))
+    raise ValueError(f"unknown metric {metric!r}")
+
+
+def silhouette(x_test: np.ndarray, y_test: np.ndarray, max_rows: int, seed: int) -> float | None:
+    """Mean silhouette of the test features grouped by the test labels (None if < 2 classes)."""
+    if len(np.unique(y_test)) < 2 or len(y_test) < 3:
+        return None
+    if len(y_test) > max_rows:
+        keep = np.random.default_rng(seed).choice(len(y_test), max_rows, replace=False)
+        x_test, y_test = x_test[keep], y_test[keep]
+        if len(np.unique(y_test)) < 2:
+            return None
+    return float(silhouette_score(x_test, y_test))
+
+
+# -- orchestration -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class LabelData:
+    """One label in manifest row order, split into train/val/test index arrays (valid rows only)."""
+
+    spec: LabelSpec
+    values: np.ndarray  # (N,) categorical codes (int) or float
+    observed: np.ndarray  # (N,) bool: label present
+    classes: tuple = ()
+
+
+@dataclass
+class ProbeOutcome:
+    rows: list[ProbeRow] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # one line per (component, label) not probed
+
+
+def label_data(manifest: Manifest, names: Sequence[str] | None = None) -> list[LabelData]:
+    """Labels as arrays; categorical values become integer codes (NaN/None = not observed)."""
+    specs = [manifest.label(n) for n in names] if names is not None else list(manifest.labels)
+    out = []
+    for spec in specs:
+        column = manifest.table[spec.name]
+        observed = ~pd.isna(column).to_numpy()
+        if spec.kind == "categorical":
+            codes, classes = pd.factorize(column, sort=True)
+            out.append(LabelData(spec, codes.astype(np.int64), observed & (codes >= 0), tuple(classes)))
+        else:
+            values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float64)
+            out.append(LabelData(spec, values, observed & np.isfinite(values)))
+    return out
+
+
+def probe_components(components: dict[str, np.ndarray], valid: np.ndarray, manifest: Manifest,
+                     labels: Sequence[LabelData], config: ProbeConfig, run_id: str) -> ProbeOutcome:
+    """Every component × every label of one run. Components are (N, r) in manifest order."""
+    split = manifest.table["split"].to_numpy()
+    outcome = ProbeOutcome()
+    for name, array in components.items():
+        x = np.asarray(array, dtype=np.float64)
+        usable = np.asarray(valid, dtype=bool) & np.isfinite(x).all(axis=1)
+        train, val, test = (usable & (split == s) for s in ("train", "val", "test"))
+        if not train.any():
+            outcome.skipped.append(f"{name}: no valid train rows; nothing probed")
+            continue
+        standardise = Standardiser.fit(x[train])
+        z = standardise(x)  # (N, r), train statistics only
+        _probe_categorical(z, name, train, val, test, [d for d in labels if d.spec.kind == "categorical"],
+                           manifest, config, run_id, outcome)
+        _probe_continuous(z, name, train, val, test, [d for d in labels if d.spec.kind == "continuous"],
+                          manifest, config, run_id, outcome)
+    return outcome
+
+
+def _protocol(manifest: Manifest, config: ProbeConfig, kind: str, k: int | None = None) -> str:
+    split = manifest.split_protocol or "manifest train/val/test split"
+    return f"{split}; {config.describe(kind, k)}"
+
+
+def _probe_categorical(z, component, train, val, test, labels, manifest, config, run_id, outcome) -> None:
+    for data in labels:
+        tr, va, te = (m & data.observed for m in (train, val, test))
+        y = data.values
+        shots = [None, *config.k_shot]
+        for k in shots:
+            rows_tr = tr if k is None else _k_shot_rows(y, tr, k, config.seed)
+            metric = "accuracy" if k is None else f"accuracy_{k}shot"
+            present = np.unique(y[rows_tr])
+            if len(present) < 2:
+                problem = f"only one class ({data.classes[present[0]]!r}) in train" if len(present) \
+                    else "no labelled train rows"
+                outcome.skipped.append(f"{component} × {data.spec.name} ({metric}): {problem}; not probed")
+                continue
+            probe = fit_categorical(z[rows_tr], y[rows_tr], z[va], y[va], config.c_grid, config.max_iter)
+            if not te.any():
+                outcome.skipped.append(f"{component} × {data.spec.name}: no labelled test rows; not scored")
+                break
+            protocol = _protocol(manifest, config, "categorical", k)
+            n_train, n_test = int(rows_tr.sum()), int(te.sum())
+            value = score(metric, y[te], probe.predict(z[te]))
+            outcome.rows.append(ProbeRow(run_id, component, data.spec.name, metric, value, protocol, n_train, n_test))
+            if k is None:
+                sil = silhouette(z[te], y[te], config.silhouette_max, config.seed)
+                if sil is not None:
+                    outcome.rows.append(ProbeRow(run_id, component, data.spec.name, "silhouette", sil,
+                                                 f"{manifest.split_protocol}; silhouette of train-standardised "
+                                                 f"test features by label", n_train, n_test))
+
+
+def _k_shot_rows(y: np.ndarray, train: np.ndarray, k: int, seed: int) -> np.ndarray:
+    """k train rows per class, drawn with a fixed seed (all rows of a class with fewer than k)."""
+    rng = np.random.default_rng(seed)
+    keep = np.zeros_like(train)
+    for cls in np.unique(y[train]):
+        index = np.flatnonzero(train & (y == cls))
+        keep[rng.choice(index, min(k, len(index)), replace=False)] = True
+    return keep
+
+
+def _probe_continuous(z, component, train, val, test, labels, manifest, config, run_id, outcome) -> None:
+    if not labels:
+        return
+    y = np.stack([np.where(d.observed, d.values, np.nan) for d in labels], axis=1)  # (N, L)
+    fit_labels = [j for j, d in enumerate(labels) if (train & d.observed).sum() >= 2]
+    for j, d in enumerate(labels):
+        if j not in fit_labels:
+            outcome.skipped.append(f"{component} × {d.spec.name}: fewer than 2 labelled train rows; not probed")
+    if not fit_labels:
+        return
+    y_fit = y[:, fit_labels]
+    probes = fit_continuous(z[train], y_fit[train], z[val], y_fit[val], config.alpha_grid)
+    prediction = probes.predict(z[test])  # (n_test, L)
+    protocol = _protocol(manifest, config, "continuous")
+    for column, j in enumerate(fit_labels):
+        data = labels[j]
+        te = data.observed[test]
+        if not te.any():
+            outcome.skipped.append(f"{component} × {data.spec.name}: no labelled test rows; not scored")
+            continue
+        value = score("mse", y[test, j][te], prediction[te, column])
+        outcome.rows.append(ProbeRow(run_id, component, data.spec.name, "mse", value, protocol,
+                                     int((train & data.observed).sum()), int(te.sum())))
+
+
+def probe_run(store: Store, run: RunEntry, config: ProbeConfig = ProbeConfig(),
+              labels: Sequence[str] | None = None, components: Sequence[str] | None = None) -> ProbeOutcome:
+    """Probe one stored run against its dataset's manifest."""
+    record = run.record
+    dataset = record.get("dataset")
+    if not dataset:
+        raise UserError(f"run {run.run_id} records no dataset; cannot find its labels")
+    manifest = store.manifest(dataset, record.get("manifest_version"))
+    arrays = {k: v.numpy() for k, v in run.components(list(components) if components else None).items()}
+    valid = run.valid()
+    if len(valid) != len(manifest):
+        raise UserError(f"run {run.run_id} has {len(valid)} rows but manifest {dataset} has {len(manifest)}")
+    return probe_components(arrays, valid, manifest, label_data(manifest, labels), config, run.run_id)
+
+
+def probe_runs(store: Store, runs: Sequence[RunEntry], config: ProbeConfig = ProbeConfig(),
+               labels: Sequence[str] | None = None, components: Sequence[str] | None = None,
+               on_done: Callable[[RunEntry, ProbeOutcome], None] | None = None) -> dict[str, ProbeOutcome]:
+    """Probe several runs in this process, one after another (no per-probe start-up)."""
+    outcomes = {}
+    for run in runs:
+        outcome = probe_run(store, run, config, labels, components)
+        outcomes[run.run_id] = outcome
+        if on_done is not None:
+            on_done(run, outcome)
+    return outcomes
