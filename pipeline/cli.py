@@ -17,11 +17,17 @@ from rich.console import Console
 from rich.table import Table
 
 from mmpipe.adapters.registry import METHODS
+from mmpipe.evaluate import latex, markdown, terminal
+from mmpipe.evaluate.plots import plot_run
+from mmpipe.evaluate.probes import ProbeConfig, probe_run
+from mmpipe.evaluate.report import TABLE_KINDS, ReportFilters, build_report, load_report_data
+from mmpipe.evaluate.results import save_probes
 from mmpipe.pipeline.datasets import DATASETS, Simulation
 from mmpipe.pipeline.encoders import ENCODERS
 from mmpipe.pipeline.simulate import simulate as run_simulation
 from mmpipe.store.config import apply_overrides
 from mmpipe.store.errors import UserError
+from mmpipe.store.results import query as run_query
 from mmpipe.store.root import Store
 
 app = typer.Typer(
@@ -160,6 +166,128 @@ def info(
         features.add_row(entry.name, entry.fingerprint[:12], " × ".join(map(str, entry.shape)), entry.meta["dtype"],
                          str(entry.meta.get("n_missing", 0)), _size(entry.disk_bytes()), entry.meta.get("created_at", ""))
     out.print(features)
+
+# -- evaluator: probe, query, report, plot --------------------------------------------------------
+@app.command()
+@user_errors
+def probe(
+    ctx: typer.Context,
+    runs: Annotated[list[str] | None, typer.Argument(help="Run ids (or unique prefixes) to probe.")] = None,
+    all_runs: Annotated[bool, typer.Option("--all", help="Probe every run in the store.")] = False,
+    label: Annotated[list[str] | None, typer.Option(help="Only these labels (repeatable).")] = None,
+    component: Annotated[list[str] | None, typer.Option(help="Only these components (repeatable).")] = None,
+    k_shot: Annotated[list[int] | None, typer.Option("--k-shot", help="Also k-shot probes, k per class (repeatable).")] = None,
+) -> None:
+    """Probe every component × label of runs (fit on train, select on val, score on test) into the results DB.
+
+    Re-probing a run replaces its rows."""
+    store = _store(ctx)
+    if all_runs == bool(runs):
+        raise UserError("give run ids or --all (not both)")
+    entries = store.runs() if all_runs else [store.run(r) for r in runs or []]
+    if not entries:
+        raise UserError("the store holds no runs; fit one with `mmpipe fit`")
+    config = ProbeConfig(k_shot=tuple(k_shot or ()))
+    total = 0
+    for index, run in enumerate(entries, 1):
+        with err.status(f"[{index}/{len(entries)}] probing {run.run_id}"):
+            outcome = probe_run(store, run, config, labels=label, components=component)
+            total += save_probes(store, run, outcome)
+        for line in outcome.skipped:
+            err.print(f"{run.run_id}: {line}", markup=False, highlight=False)
+        err.print(f"[{index}/{len(entries)}] {run.run_id}: {len(outcome.rows)} scores", markup=False, highlight=False)
+    out.print(f"{total} probe rows for {len(entries)} run(s) in {store.results_db}", markup=False, highlight=False)
+
+
+QUERY_FORMATS = ("table", "csv", "json")
+
+
+@app.command()
+@user_errors
+def query(
+    ctx: typer.Context,
+    sql: Annotated[str, typer.Argument(help="Read-only SQL over runs, probes, labels, probe_summary, delta_summary.")],
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+) -> None:
+    """Run read-only SQL on the results DB (write statements are refused)."""
+    import csv
+    import json
+    import sys
+
+    if fmt not in QUERY_FORMATS:
+        raise UserError(f"unknown --format {fmt!r}; valid: {', '.join(QUERY_FORMATS)}")
+    result = run_query(_store(ctx).results_db, sql)
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(result.columns)
+        writer.writerows(result.rows)
+    elif fmt == "json":
+        typer.echo(json.dumps([dict(zip(result.columns, row, strict=True)) for row in result.rows], default=str, indent=1))
+    else:
+        table = Table(*result.columns)
+        for row in result.rows:
+            table.add_row(*["" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+        out.print(table)
+
+
+REPORT_FORMATS = ("latex", "markdown", "terminal")
+
+
+@app.command()
+@user_errors
+def report(
+    ctx: typer.Context,
+    fmt: Annotated[str, typer.Option("--format", help="latex, markdown or terminal.")] = "terminal",
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write to this file instead of stdout.")] = None,
+    dataset: Annotated[list[str] | None, typer.Option(help="Only these datasets (repeatable).")] = None,
+    method: Annotated[list[str] | None, typer.Option(help="Only these methods (repeatable).")] = None,
+    label: Annotated[list[str] | None, typer.Option(help="Only these labels (repeatable).")] = None,
+    table: Annotated[list[str] | None, typer.Option(help=f"Only these tables: {', '.join(TABLE_KINDS)}.")] = None,
+) -> None:
+    """Paper-style tables (decoupling, fusion, learned ranks, ablations) from the results DB."""
+    if fmt not in REPORT_FORMATS:
+        raise UserError(f"unknown --format {fmt!r}; valid: {', '.join(REPORT_FORMATS)}")
+    filters = ReportFilters(tuple(dataset or ()), tuple(method or ()), tuple(label or ()))
+    tables = build_report(load_report_data(_store(ctx).results_db, filters), table or TABLE_KINDS)
+    if fmt == "terminal":
+        if out_file is None:
+            for group in terminal.render_document(tables):
+                out.print(group)
+            if not tables:
+                out.print("No results match the filters.")
+            return
+        with out_file.open("w") as handle:
+            console = Console(file=handle, width=200, no_color=True)
+            for group in terminal.render_document(tables):
+                console.print(group)
+    else:
+        text = (latex if fmt == "latex" else markdown).render_document(tables)
+        if out_file is None:
+            typer.echo(text, nl=False)
+            return
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(text)
+    err.print(f"{len(tables)} table(s) written to {out_file}", markup=False, highlight=False)
+
+
+@app.command()
+@user_errors
+def plot(
+    ctx: typer.Context,
+    run: Annotated[str, typer.Argument(help="Run id (or unique prefix).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the figures.")] = Path("plots"),
+    fmt: Annotated[str, typer.Option("--format", help="png or pdf.")] = "png",
+    label: Annotated[list[str] | None, typer.Option(help="Only these labels (repeatable).")] = None,
+    component: Annotated[list[str] | None, typer.Option(help="Only these components (repeatable).")] = None,
+) -> None:
+    """PCA scatter of each component coloured by each label, and the rank trajectory of the run."""
+    store = _store(ctx)
+    entry = store.run(run)
+    manifest = store.manifest(entry.record["dataset"], entry.record.get("manifest_version"))
+    with err.status(f"plotting {entry.run_id}"):
+        paths = plot_run(entry, manifest, out_dir, fmt, components=component, labels=label)
+    for path in paths:
+        out.print(str(path), markup=False, highlight=False)
 
 
 def main() -> None:
