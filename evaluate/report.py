@@ -162,7 +162,7 @@ def decoupling_table(data: ReportData, variants: Sequence[str] | None = None, *,
             for column in columns:
                 found = cell_of.get((variant, column["dataset"], component, column["label"], column["metric"]))
                 text = format_mean_std(found["mean"], found["std"]) if found else "—"
-                row.append(Cell(text, underline=COMPONENT_OF_OWNER[column["owner"]] == component))
+                row.append(Cell(text, underline=bool(found) and COMPONENT_OF_OWNER[column["owner"]] == component))
             rows.append(row)
         found = [delta_of.get((variant, c["dataset"], c["label"], c["metric"])) for c in columns]
         delta_rows.append((len(rows), [f["mean"] if f else None for f in found]))

@@ -1,0 +1,151 @@
+"""Report tables from a hand-built results DB (fixed numbers, so the output is exact)."""
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from rich.console import Console
+
+from mmpipe.evaluate import latex, markdown, terminal
+from mmpipe.evaluate.report import ReportFilters, build_report, load_report_data
+from mmpipe.store.errors import UserError
+from mmpipe.store.results import LabelRow, ProbeRow, RunRow, write_probes
+
+GOLDEN = Path(__file__).parent / "golden" / "report.tex"
+PROTOCOL = {"accuracy": "random 70%/15%/rest split; logistic, C∈{0.1, 1}", "mse": "random 70%/15%/rest split; ridge"}
+LABELS = [LabelRow("sim1", "y_s", "categorical", "shared"), LabelRow("sim1", "y_m1", "continuous", "m1"),
+          LabelRow("sim1", "y_cond", "continuous", "joint"), LabelRow("crema_d", "sentence", "categorical", "m2")]
+# paper Table 1/2 MultiLoReFT rows, two seeds each side of the mean
+SCORES = {
+    "multiloreft": {("sim1", "y_s"): {"z_s": 1.0, "z_m1": 0.798, "z_m2": 0.756},
+                    ("sim1", "y_m1"): {"z_s": 0.048, "z_m1": 0.009, "z_m2": 0.081},
+                    ("crema_d", "sentence"): {"z_s": 0.303, "z_m1": 0.244, "z_m2": 0.975}},
+    "drim_u": {("sim1", "y_s"): {"z_s": 1.0, "z_m1": 0.997, "z_m2": 1.0},
+               ("sim1", "y_m1"): {"z_s": 0.063, "z_m1": 0.001, "z_m2": 0.083}},
+    "multiloreft (no pruning)": {("sim1", "y_s"): {"z_s": 1.0, "z_m1": 0.994, "z_m2": 0.961}},
+}
+FUSED = {"multiloreft": 0.009, "drim_u": 0.012, "late_fusion": 0.054}
+
+
+def _build(db):
+    for variant, by_label in {**SCORES, **{m: {} for m in FUSED if m not in SCORES}}.items():
+        for dataset in ("sim1", "crema_d"):
+            for seed, wiggle in ((0, -0.01), (1, 0.01)):
+                rows = [ProbeRow("", c, label, metric, min(1.0, v + wiggle * (c != "z_s") * (metric == "accuracy"
+                                                                                        or 0.1)), "", 700, 150)
+                        for (ds, label), scores in by_label.items() if ds == dataset for c, v in scores.items()
+                        for metric in ["accuracy" if label in ("y_s", "sentence") else "mse"]]
+                if dataset == "sim1" and variant in FUSED:
+                    rows.append(ProbeRow("", "fused", "y_cond", "mse", FUSED[variant] + wiggle / 10, "", 700, 150))
+                if not rows:
+                    continue
+                method = variant.split(" (")[0]
+                run_id = f"{method}-{dataset}-{seed}-{len(variant)}"
+                ablation = variant[len(method) + 2:-1] if variant != method else None
+                config = {"seed": seed, **({"ablation": ablation} if ablation else {})}
+                ranks = {"z_s": {"initial": 10, "final": 5 + seed}, "z_m1": {"initial": 10, "final": 4}} \
+                    if method == "multiloreft" and dataset == "sim1" else None
+                run = RunRow(run_id, method, dataset, f"{dataset}.m1", f"{dataset}.m2", seed, "f" * 64,
+                             json.dumps(config), "2025-01-01T00:00:00", 1.0, 100,
+                             json.dumps(ranks) if ranks else None, "abc", variant)
+                rows = [ProbeRow(run_id, r.component, r.label, r.metric, r.value, PROTOCOL[r.metric], 700, 150)
+                        for r in rows]
+                write_probes(db, run, [lab for lab in LABELS if lab.dataset == dataset], rows)
+
+
+@pytest.fixture(scope="module")
+def db(tmp_path_factory):
+    path = tmp_path_factory.mktemp("report") / "results.duckdb"
+    _build(path)
+    return path
+
+
+def test_latex_matches_golden_file(db):
+    text = latex.render_document(build_report(load_report_data(db)))
+    if os.environ.get("UPDATE_GOLDEN") == "1":
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(text)
+    assert text == GOLDEN.read_text()
+
+
+def test_decoupling_marks_owner_and_best_delta_and_paper_values(db):
+    tables = {t.key: t for t in build_report(load_report_data(db))}
+    table = tables["decoupling"]
+    assert [g.text for g in table.groups] == ["", "crema_d", "sim1"]
+    assert table.columns == ["Model", "Rep.", "sentence (Acc) ↑", "y_s (Acc) ↑", "y_m1 (MSE) ↓"]
+    by_method = {}
+    method = None
+    for row in table.rows:
+        method = row[0].text or method
+        by_method[(method, row[1].text)] = row
+    delta = by_method[("multiloreft", "Δ")]
+    # Δ per seed then mean: sentence owned by m2: 0.975 − 0.303 = 0.672 (seeds ±0.01 → std 0.014)
+    assert delta[2].text == "0.672 ± 0.014" and delta[2].bold
+    assert delta[3].text == "0.223 ± 0.014" and delta[3].bold  # shared: 1 − (0.798 + 0.756) / 2
+    assert by_method[("drim_u", "Δ")][4].bold and not delta[4].bold  # MSE Δ: 0.062 (drim_u) > 0.039
+    assert not by_method[("drim_u", "z_m2")][2].underline  # a missing cell is not marked
+    assert by_method[("drim_u", "Δ")][2].text == "—"  # no CREMA-D run for drim_u
+    assert by_method[("multiloreft", "z_m2")][2].underline and by_method[("multiloreft", "z_s")][3].underline
+    assert not by_method[("multiloreft", "z_s")][2].underline
+    assert "multiloreft (no pruning)" not in {r[0].text for r in table.rows}  # ablations have their own table
+    assert any("logistic, C∈{0.1, 1}" in n for n in table.notes) and any("ridge" in n for n in table.notes)
+
+
+def test_fusion_ranks_and_ablation_tables(db):
+    tables = {t.key: t for t in build_report(load_report_data(db))}
+    fusion = tables["fusion"]
+    assert [r[0].text for r in fusion.rows] == ["multiloreft", "drim_u", "late_fusion"]
+    assert fusion.rows[0][1].bold and fusion.rows[0][1].text == "0.009 ± 0.001"
+    assert not fusion.rows[2][1].bold
+    ranks = tables["ranks"]
+    assert ranks.columns == ["Method", "Component", "sim1"]
+    assert [c.text for c in ranks.rows[0]] == ["multiloreft", "z_s", "10 → 5.50 ± 0.71"]
+    assert [c.text for c in ranks.rows[1]] == ["", "z_m1", "10 → 4.00 ± 0.00"]
+    ablation = tables["ablation-multiloreft"]
+    assert {r[0].text for r in ablation.rows} - {""} == {"multiloreft", "multiloreft (no pruning)"}
+
+
+def test_filters_and_unknown_values(db):
+    data = load_report_data(db, ReportFilters(datasets=("sim1",), methods=("drim_u",), labels=("y_s",)))
+    tables = build_report(data, ["decoupling"])
+    assert len(tables) == 1 and tables[0].columns == ["Model", "Rep.", "y_s (Acc) ↑"]
+    assert {r[0].text for r in tables[0].rows} == {"drim_u", ""}
+    ablated = build_report(load_report_data(db, ReportFilters(methods=("multiloreft",))), ["ablations"])
+    assert ablated and ablated[0].key == "ablation-multiloreft"  # a method filter keeps its ablations
+    for filters, message in ((ReportFilters(labels=("nope",)), "unknown label 'nope'; valid: sentence, y_cond"),
+                             (ReportFilters(datasets=("x",)), "unknown dataset 'x'; valid: crema_d, sim1"),
+                             (ReportFilters(methods=("x",)), "unknown method 'x'; valid: drim_u")):
+        with pytest.raises(UserError, match=message):
+            load_report_data(db, filters)
+    with pytest.raises(UserError, match="unknown table 'x'"):
+        build_report(load_report_data(db), ["x"])
+
+
+def test_latex_escapes_names():
+    assert latex.escape("drim_u & 50% #1 {a} ~ ^ \\ Δ±→") == \
+        r"drim\_u \& 50\% \#1 \{a\} \textasciitilde{} \textasciicircum{} \textbackslash{} $\Delta$$\pm$$\rightarrow$"
+    assert latex.escape("日本") == "??"
+
+
+def test_markdown_and_terminal_render_the_same_cells(db):
+    tables = build_report(load_report_data(db))
+    text = markdown.render_document(tables)
+    assert "| multiloreft | z\\_s | <u>0.303 ± 0.000</u>" not in text  # sentence belongs to z_m2
+    assert "<u>0.975 ± 0.014</u>" in text and "**0.672 ± 0.014**" in text
+    console = Console(record=True, width=220)
+    for group in terminal.render_document(tables):
+        console.print(group)
+    plain = console.export_text()
+    assert "0.672 ± 0.014" in plain and "multiloreft (no pruning)" in plain and "10 → 5.50 ± 0.71" in plain
+
+
+@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed")
+def test_latex_compiles_with_pdflatex(db, tmp_path):
+    (tmp_path / "report.tex").write_text(latex.render_document(build_report(load_report_data(db))))
+    result = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", "report.tex"], cwd=tmp_path,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert (tmp_path / "report.pdf").stat().st_size > 1000
