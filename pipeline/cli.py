@@ -16,7 +16,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from mmpipe.adapters.registry import METHODS
+from mmpipe.adapters import METHODS
+from mmpipe.adapters.fit import fit_runs
 from mmpipe.evaluate import latex, markdown, terminal
 from mmpipe.evaluate.plots import plot_run
 from mmpipe.evaluate.probes import ProbeConfig, probe_run
@@ -25,7 +26,7 @@ from mmpipe.evaluate.results import save_probes
 from mmpipe.pipeline.datasets import DATASETS, Simulation
 from mmpipe.pipeline.encoders import ENCODERS
 from mmpipe.pipeline.simulate import simulate as run_simulation
-from mmpipe.store.config import apply_overrides
+from mmpipe.store.config import apply_overrides, load_config_file
 from mmpipe.store.errors import UserError
 from mmpipe.store.results import query as run_query
 from mmpipe.store.root import Store
@@ -288,6 +289,56 @@ def plot(
         paths = plot_run(entry, manifest, out_dir, fmt, components=component, labels=label)
     for path in paths:
         out.print(str(path), markup=False, highlight=False)
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"--seeds must be comma-separated integers, not {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds must list distinct integers, not {text!r}")
+    return seeds
+
+
+@app.command()
+@user_errors
+def fit(
+    ctx: typer.Context,
+    method: Annotated[str, typer.Argument(help="Adapter method, e.g. multiloreft (see `mmpipe list methods`).")],
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset whose cached features to train on.")],
+    m1: Annotated[str | None, typer.Option("--m1", help="Modality-1 features: encoder name (m1 for simulations).")] = None,
+    m2: Annotated[str | None, typer.Option("--m2", help="Modality-2 features: encoder name (m2 for simulations).")] = None,
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds, one run each.")] = "0,1,2,3",
+    config_file: Annotated[Path | None, typer.Option("--config", help="JSON file of config fields.")] = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="Config field, key=value (repeatable).")] = None,
+    data_version: Annotated[str | None, typer.Option(help="Manifest version, when the store holds several.")] = None,
+) -> None:
+    """Train an adapter on cached features, one run per seed. Same config and seed again = no work."""
+    cls = METHODS.get(method)
+    config = cls.Config()
+    if config_file is not None:
+        config = load_config_file(config, str(config_file))
+    config = apply_overrides(config, list(overrides or []))
+    seed_list = _seeds(seeds)
+    if m1 is None or m2 is None:
+        if not issubclass(DATASETS.get(dataset), Simulation):
+            raise UserError(f"{dataset} needs --m1 and --m2 (encoder names, e.g. --m1 r3d18 --m2 wavlm)")
+        m1, m2 = m1 or "m1", m2 or "m2"
+    store = _store(ctx)
+    for seed in seed_list:
+        with err.status(f"fitting {method} on {dataset} ({m1} + {m2}), seed {seed}") as status:
+            [outcome] = fit_runs(store, method, dataset, m1, m2, config, [seed], data_version,
+                                 progress=lambda message, s=seed: status.update(f"seed {s}: {message}"))
+        run = outcome.run
+        if outcome.reused:
+            err.print(f"{run.run_id}: seed {seed} already fitted, nothing to do", markup=False, highlight=False)
+            continue
+        ranks = run.record.get("ranks") or {}
+        rank_text = " ".join(f"{k} {v['initial']}→{v['final']}" for k, v in ranks.items())
+        err.print(f"{run.run_id}: seed {seed} fitted in {run.record['seconds']:.1f} s, {run.record['epochs']} epochs"
+                  f"{', ranks ' + rank_text if rank_text else ''}", markup=False, highlight=False)
+        out.print(run.run_id, markup=False, highlight=False)
 
 
 def main() -> None:

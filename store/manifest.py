@@ -88,7 +88,7 @@ class Manifest:
     def split_mask(self, split: str) -> np.ndarray:
         if split not in SPLITS:
             raise UserError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
-        return (self.table["split"] == split).to_numpy()
+        return (self.table["split"] == split).to_numpy(copy=True)
 
     def metadata(self) -> dict:
         return {

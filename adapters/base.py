@@ -1,0 +1,43 @@
+"""What every adapter method provides, so `adapters/fit.py`, the CLI and the tests treat all alike."""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from mmpipe.adapters.data import PairedFeatures
+
+ProgressFn = Callable[[str], None]
+
+
+class AdapterMethod(nn.Module):
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Config: ClassVar[type]  # frozen dataclass, every field defaulted
+    component_names: ClassVar[tuple[str, ...]]
+
+    @classmethod
+    @abstractmethod
+    def fit(cls, data: PairedFeatures, config: Any, seed: int,
+            progress: ProgressFn | None = None) -> tuple[AdapterMethod, dict[str, Any]]:
+        """Train on ``data``'s train split (selecting on val); return the model and a history
+        dict merged into the run record (ranks, rank_history, stage_history, timings, ...)."""
+
+    @classmethod
+    def ablation(cls, config: Any) -> str | None:
+        """A short name for the ablation ``config`` represents (e.g. "no pruning"), None for the
+        full method; reports keep ablations apart from the full model."""
+        return None
+
+    @abstractmethod
+    def transform(self, h1: torch.Tensor, h2: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named components for rows of (h1, h2), in ``component_names`` order."""
+
+    @classmethod
+    @abstractmethod
+    def from_state(cls, config: Any, dims: tuple[int, int], state: dict[str, torch.Tensor]) -> AdapterMethod:
+        """Rebuild a trained model from its checkpoint (shapes may differ from a fresh one)."""

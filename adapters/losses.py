@@ -1,0 +1,96 @@
+"""Loss functions as small pure functions (each testable alone).
+
+References: MultiLoReFT paper (shared/papers/000_fbe9f34d18adab07.txt) §3.2, Eq. 5–7;
+Gretton et al. 2007 (HSIC); Song et al. 2012 (unbiased HSIC); van den Oord et al. 2018 (InfoNCE).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def rbf_kernel(x: torch.Tensor, bandwidth: float | None = None) -> torch.Tensor:
+    """k(a, b) = exp(-||a - b||² / (2σ²)); σ² = median of the pairwise (i < j) squared distances
+    (the median heuristic) unless ``bandwidth`` (σ) is given. The bandwidth is not differentiated
+    through. Batched: x (..., n, r) → (..., n, n)."""
+    norms = x.pow(2).sum(-1)  # (..., n)
+    # expanded form rather than cdist: cdist's gradient is NaN at the zero diagonal distances
+    sq = (norms[..., :, None] + norms[..., None, :] - 2 * x @ x.transpose(-1, -2)).clamp_min(0)  # (..., n, n)
+    if bandwidth is None:
+        with torch.no_grad():
+            rows, cols = torch.triu_indices(x.shape[-2], x.shape[-2], offset=1, device=x.device)
+            sigma_sq = sq[..., rows, cols].median(dim=-1).values.clamp_min(1e-12)  # (...,)
+    else:
+        sigma_sq = torch.full(x.shape[:-2], bandwidth**2, device=x.device, dtype=x.dtype)
+    return torch.exp(-sq / (2 * sigma_sq[..., None, None]))
+
+
+def rbf_kernels(components: list[torch.Tensor]) -> torch.Tensor:
+    """RBF kernels of several (n, r_k) components in one batched op → (k, n, n). Zero-padding to a
+    common width leaves every pairwise distance unchanged."""
+    width = max(z.shape[1] for z in components)
+    padded = torch.stack([F.pad(z, (0, width - z.shape[1])) for z in components])  # (k, n, width)
+    return rbf_kernel(padded)
+
+
+def center(kernel: torch.Tensor) -> torch.Tensor:
+    """H K H with H = I − 11ᵀ/n, computed without forming H. (..., n, n) → (..., n, n)."""
+    return (kernel - kernel.mean(-2, keepdim=True) - kernel.mean(-1, keepdim=True)
+            + kernel.mean((-2, -1), keepdim=True))
+
+
+def hsic_biased(k_centered: torch.Tensor, l_kernel: torch.Tensor) -> torch.Tensor:
+    """The paper's estimator tr(K H L H) / (n − 1)² = tr(HKH · L) / (n − 1)², from K already centred."""
+    n = k_centered.shape[-1]
+    return (k_centered * l_kernel).sum((-2, -1)) / (n - 1) ** 2
+
+
+def hsic_unbiased(k_kernel: torch.Tensor, l_kernel: torch.Tensor) -> torch.Tensor:
+    """Song et al. (2012): 1/(n(n−3)) [tr(K̃L̃) + 1ᵀK̃1·1ᵀL̃1/((n−1)(n−2)) − 2/(n−2)·1ᵀK̃L̃1],
+    K̃, L̃ = the kernels with zeroed diagonals. Needs n ≥ 4; may be slightly negative."""
+    n = k_kernel.shape[0]
+    k_tilde = k_kernel - torch.diag_embed(torch.diagonal(k_kernel))
+    l_tilde = l_kernel - torch.diag_embed(torch.diagonal(l_kernel))
+    k_rows, l_rows = k_tilde.sum(1), l_tilde.sum(1)  # (n,)
+    trace = (k_tilde * l_tilde).sum()
+    total = k_rows.sum() * l_rows.sum() / ((n - 1) * (n - 2))
+    cross = 2.0 / (n - 2) * (k_rows @ l_rows)
+    return (trace + total - cross) / (n * (n - 3))
+
+
+def hsic(x: torch.Tensor, y: torch.Tensor, estimator: str = "biased") -> torch.Tensor:
+    """HSIC(X, Y) with RBF kernels and median-heuristic bandwidths. x: (n, p), y: (n, q)."""
+    k_x, k_y = rbf_kernel(x), rbf_kernel(y)
+    return hsic_biased(center(k_x), k_y) if estimator == "biased" else hsic_unbiased(k_x, k_y)
+
+
+def independence_loss(z_s1: torch.Tensor, z_m1: torch.Tensor, z_s2: torch.Tensor, z_m2: torch.Tensor,
+                      estimator: str = "biased") -> torch.Tensor:
+    """Eq. 5: HSIC(z_s1, z_m1) + HSIC(z_s2, z_m2) + HSIC(z_m1, z_m2); the four kernels are computed
+    once, in one batched op, and each centred once."""
+    k_s1, k_m1, k_s2, k_m2 = rbf_kernels([z_s1, z_m1, z_s2, z_m2])
+    if estimator == "unbiased":
+        return hsic_unbiased(k_s1, k_m1) + hsic_unbiased(k_s2, k_m2) + hsic_unbiased(k_m1, k_m2)
+    centered = center(torch.stack([k_s1, k_s2, k_m1]))  # (3, n, n)
+    return hsic_biased(centered, torch.stack([k_m1, k_m2, k_m2])).sum()
+
+
+def orthogonality_loss(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """Eq. 6: Σ ||R_s R_mᵀ||_F over (R_s (r_s, d), R_m (r_m, d)) pairs."""
+    return sum(torch.linalg.matrix_norm(shared @ specific.T) for shared, specific in pairs)
+
+
+def info_nce(anchors: torch.Tensor, candidates: torch.Tensor, temperature: float,
+             similarity: str = "cosine") -> torch.Tensor:
+    """Eq. 7 for one modality: −mean_a log softmax_b(⟨anchor_a, candidate_b⟩ / τ)[a].
+
+    anchors, candidates: (N, d); row a of each is the same sample (the positive pair), every
+    other row of the batch is a negative.
+    """
+    if similarity == "cosine":
+        anchors, candidates = F.normalize(anchors, dim=1), F.normalize(candidates, dim=1)
+    elif similarity != "dot":
+        raise ValueError(f"similarity must be 'cosine' or 'dot', not {similarity!r}")
+    logits = anchors @ candidates.T / temperature  # (N, N)
+    return F.cross_entropy(logits, torch.arange(len(anchors), device=anchors.device))

@@ -1,0 +1,57 @@
+"""Shared training utilities: seeding, device-resident minibatches, validation-based convergence."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def minibatches(n: int, batch_size: int, generator: torch.Generator, device: torch.device,
+                drop_last: bool = True) -> Iterator[torch.Tensor]:
+    """Index tensors of a fresh permutation; the data stays where it is and is indexed on device.
+
+    The last short batch is dropped by default: HSIC and InfoNCE estimates on a handful of rows
+    are noise, and a fixed batch size keeps the losses comparable across steps.
+    """
+    order = torch.randperm(n, generator=generator).to(device)
+    stop = n - n % batch_size if drop_last and n >= batch_size else n
+    for start in range(0, stop, batch_size):
+        yield order[start:start + batch_size]
+
+
+@dataclass
+class Plateau:
+    """Stage convergence (paper §3.3.1): stop when the validation loss has improved by less than
+    ``min_rel_improvement`` (relative to the best so far) for ``patience`` consecutive epochs."""
+
+    patience: int
+    min_rel_improvement: float = 1e-3
+    best: float = float("inf")
+    stale: int = 0
+    history: list[float] = field(default_factory=list)
+
+    def update(self, value: float) -> bool:
+        """Record one epoch's validation loss; True when the stage has converged."""
+        self.history.append(value)
+        if self.best == float("inf") or (self.best - value) > self.min_rel_improvement * abs(self.best):
+            self.best, self.stale = value, 0
+        else:
+            self.stale += 1
+        return self.stale >= self.patience
