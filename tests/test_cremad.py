@@ -148,6 +148,12 @@ def test_mislaid_trees_raise_one_clear_user_error(small_tree, damage, message):
         _manifest(small_tree)
 
 
+def test_hidden_files_are_not_clips(small_tree):
+    clip = sorted((small_tree / "AudioWAV").glob("*.wav"))[0]
+    (small_tree / "AudioWAV" / f"._{clip.name}").write_bytes(b"\x00\x05\x16\x07")
+    assert len(_manifest(small_tree)) == 6
+
+
 def test_folders_from_different_datasets_share_no_clip(small_tree):
     for wav in (small_tree / "AudioWAV").iterdir():
         wav.unlink()

@@ -122,7 +122,9 @@ def _media_stems(folder: Path, suffix: str, data_dir: Path) -> dict[str, int]:
     if not folder.is_dir():
         raise UserError(f"cremad: expected the folder {folder.name}/ in {data_dir} (data_dir should be a "
                         f"CREMA-D checkout holding {AUDIO_DIR}/, {VIDEO_DIR}/ and {DEMOGRAPHICS})")
-    sizes = {p.name[: -len(suffix)]: p.stat().st_size for p in folder.iterdir() if p.name.endswith(suffix)}
+    # hidden files (macOS "._" AppleDouble companions, editor droppings) are not clips
+    sizes = {p.name[: -len(suffix)]: p.stat().st_size for p in folder.iterdir()
+             if p.name.endswith(suffix) and not p.name.startswith(".")}
     if not sizes:
         others = sorted({p.suffix for p in folder.iterdir() if p.is_file()})
         found = f" (found only {', '.join(others)} files)" if others else " (it is empty)"
