@@ -6,8 +6,19 @@ Gretton et al. 2007 (HSIC); Song et al. 2012 (unbiased HSIC); van den Oord et al
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+
+def lower_median(values: torch.Tensor) -> torch.Tensor:
+    """torch.median over the last dim (the lower median for even counts). On the CPU through
+    numpy's O(n) partition: torch's CPU median sorts, and was 30 % of a MultiLoReFT step."""
+    if values.device.type != "cpu":
+        return values.median(dim=-1).values
+    k = (values.shape[-1] + 1) // 2 - 1
+    array = values.detach().numpy()
+    return torch.from_numpy(np.partition(array, k, axis=-1)[..., k].copy())
 
 
 def rbf_kernel(x: torch.Tensor, bandwidth: float | None = None) -> torch.Tensor:
@@ -20,7 +31,7 @@ def rbf_kernel(x: torch.Tensor, bandwidth: float | None = None) -> torch.Tensor:
     if bandwidth is None:
         with torch.no_grad():
             rows, cols = torch.triu_indices(x.shape[-2], x.shape[-2], offset=1, device=x.device)
-            sigma_sq = sq[..., rows, cols].median(dim=-1).values.clamp_min(1e-12)  # (...,)
+            sigma_sq = lower_median(sq[..., rows, cols]).clamp_min(1e-12)  # (...,)
     else:
         sigma_sq = torch.full(x.shape[:-2], bandwidth**2, device=x.device, dtype=x.dtype)
     return torch.exp(-sq / (2 * sigma_sq[..., None, None]))

@@ -118,3 +118,11 @@ def test_plateau_needs_patience_stale_epochs():
     plateau = Plateau(patience=3, min_rel_improvement=0.01)
     assert [plateau.update(v) for v in (10.0, 9.0, 8.95, 8.94, 8.0, 7.99, 7.98)] == [False] * 7
     assert plateau.update(7.97) is True  # 7.99, 7.98, 7.97 are each < 1 % better than 8.0
+
+
+def test_lower_median_matches_torch_median():
+    from mmpipe.adapters.losses import lower_median
+
+    for shape in ((7,), (3, 10), (2, 3, 33)):
+        values = torch.rand(shape, generator=_gen())
+        assert torch.equal(lower_median(values), values.median(dim=-1).values)
