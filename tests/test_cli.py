@@ -4,6 +4,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mmpipe.pipeline.cli import app
+from mmpipe.pipeline.datasets import DATASETS
 from mmpipe.store.root import Store
 
 runner = CliRunner()
@@ -49,7 +50,7 @@ def test_store_from_environment(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["simulate", "sim9"], "unknown dataset 'sim9'; valid: sim1, sim2"),
+    (["simulate", "sim9"], f"unknown dataset 'sim9'; valid: {', '.join(DATASETS.names())}"),
     (["simulate", "sim1", "--set", "bogus=1"], "unknown config key 'bogus'"),
     (["simulate", "sim1", "--set", "n=ten"], "cannot read 'ten' as int"),
     (["simulate", "sim1", "--n", "2"], "needs n >= 3"),
