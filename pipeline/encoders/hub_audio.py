@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -39,7 +40,9 @@ class SpeechEncoder(HubEncoder):
 
     def encode(self, batch: dict[str, torch.Tensor], layers: tuple[int, ...] = ()) -> EncoderOutput:
         kwargs: dict[str, Any] = {"attention_mask": batch["attention_mask"]} if self.attention_mask else {}
-        with torch.inference_mode():
+        with torch.inference_mode(), warnings.catch_warnings():
+            # WavLM hands torch MHA a float position bias with a padding mask; torch warns but handles it
+            warnings.filterwarnings("ignore", message="Support for mismatched key_padding_mask")
             out = self.model(batch["input_values"], output_hidden_states=bool(layers), **kwargs)
             frames = self.model._get_feat_extract_output_lengths(batch["lengths"])  # (B,)
             steps = out.last_hidden_state.shape[1]
