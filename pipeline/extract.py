@@ -206,6 +206,14 @@ def _autocast(device: torch.device) -> tuple[Any, str]:
     return torch.autocast("cuda", dtype=dtype), str(dtype).removeprefix("torch.")
 
 
+def media_sources(values: list[Any], kind: str, dataset_config: Any) -> list[Any]:
+    """Texts as they are; media paths relative to the dataset's ``data_dir`` (when it has one) made absolute."""
+    if kind == "text":
+        return values
+    base = Path(getattr(dataset_config, "data_dir", "") or ".")
+    return [str(base / v) if isinstance(v, str) and v and not Path(v).is_absolute() else v for v in values]
+
+
 def feature_key(dataset: str, version: str, modality: str, column: str, spec: Any, weights: dict[str, Any],
                 options: ExtractOptions) -> dict[str, Any]:
     """Key material; device, batch size and workers change speed, not results, and stay out."""
@@ -244,7 +252,7 @@ def extract(store: Store, dataset_name: str, dataset_config: Any, encoder: Encod
         encoder.load(device, weights)
         load_s = time.perf_counter() - started
         preparer = encoder.preparer()
-        sources = manifest.table[column].tolist()
+        sources = media_sources(manifest.table[column].tolist(), spec.modality, dataset_config)
         sample_ids = manifest.table["sample_id"].tolist()
         chunks = [(index, range(*writer.chunk_bounds(index))) for index in pending]
         timings = {"load_s": load_s, "decode_s": 0.0, "wait_s": 0.0, "forward_s": 0.0, "write_s": 0.0}
