@@ -25,6 +25,8 @@ from mmpipe.evaluate.report import TABLE_KINDS, ReportFilters, build_report, loa
 from mmpipe.evaluate.results import save_probes
 from mmpipe.pipeline.datasets import DATASETS, Simulation
 from mmpipe.pipeline.encoders import ENCODERS
+from mmpipe.pipeline.extract import ExtractOptions
+from mmpipe.pipeline.extract import extract as run_extraction
 from mmpipe.pipeline.simulate import simulate as run_simulation
 from mmpipe.store.config import apply_overrides, load_config_file
 from mmpipe.store.errors import UserError
@@ -339,6 +341,102 @@ def fit(
         err.print(f"{run.run_id}: seed {seed} fitted in {run.record['seconds']:.1f} s, {run.record['epochs']} epochs"
                   f"{', ranks ' + rank_text if rank_text else ''}", markup=False, highlight=False)
         out.print(run.run_id, markup=False, highlight=False)
+
+
+# -- extract -------------------------------------------------------------------------------------
+def _split_overrides(dataset_config: Any, encoder_options: Any, overrides: list[str]) -> tuple[list, list, list]:
+    """Route each --set key=value to the dataset config, the encoder options or the engine
+    (``modality``); ``dataset.key`` / ``encoder.key`` disambiguate a key both have."""
+    import dataclasses
+
+    dataset_keys = {f.name for f in dataclasses.fields(dataset_config)}
+    encoder_keys = {f.name for f in dataclasses.fields(encoder_options)}
+    to_dataset, to_encoder, to_engine = [], [], []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"override {item!r} is not of the form key=value")
+        key = key.strip()
+        scope, dot, bare = key.partition(".")
+        if dot and scope in ("dataset", "encoder"):
+            (to_dataset if scope == "dataset" else to_encoder).append(f"{bare}={value}")
+        elif key == "modality":
+            to_engine.append(value.strip())
+        elif key in dataset_keys and key in encoder_keys:
+            raise UserError(f"--set {key} is ambiguous; write dataset.{key}=... or encoder.{key}=...")
+        elif key in encoder_keys:
+            to_encoder.append(item)
+        elif key in dataset_keys:
+            to_dataset.append(item)
+        else:
+            valid = sorted(dataset_keys | encoder_keys | {"modality"})
+            raise UserError(f"unknown --set key {key!r}; valid: {', '.join(valid)}")
+    return to_dataset, to_encoder, to_engine
+
+
+@app.command()
+@user_errors
+def extract(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Argument(help="Dataset to read (see `mmpipe list datasets`).")],
+    encoder: Annotated[str, typer.Option("--encoder", help="Encoder to run (see `mmpipe list encoders`).")],
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where the dataset's files are.")] = None,
+    weights: Annotated[Path | None, typer.Option("--weights", help="Local checkpoint directory or file "
+                                                 "[default: the hub id / torchvision weights].")] = None,
+    layers: Annotated[str | None, typer.Option("--layers", help="Hidden layers to store as extra arrays, e.g. 4,8.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per forward pass.")] = 16,
+    workers: Annotated[int, typer.Option("--workers", help="Decoding worker processes (0: decode in-process).")] = 2,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
+    dtype: Annotated[str, typer.Option("--dtype", help="Stored dtype: float16 or float32.")] = "float16",
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="Dataset config or encoder option, key=value "
+                                                        "(repeatable; modality=m1|m2 picks the modality).")] = None,
+    allow_failures: Annotated[bool, typer.Option("--allow-failures", help="Exit 0 even if some media failed.")] = False,
+    chunk_rows: Annotated[int | None, typer.Option("--chunk-rows", hidden=True,
+                                                   help="Rows per stored chunk (resume granularity).")] = None,
+) -> None:
+    """Run a frozen encoder over a dataset into the store: batched, resumable, failures recorded."""
+    dataset_cls = DATASETS.get(dataset)
+    encoder_cls = ENCODERS.get(encoder)
+    if issubclass(dataset_cls, Simulation):
+        raise UserError(f"{dataset} is a simulation with no media; use `mmpipe simulate {dataset}`")
+    config, options = dataset_cls.Config(), encoder_cls.Options()
+    to_dataset, to_encoder, to_engine = _split_overrides(config, options, list(overrides or []))
+    config, options = apply_overrides(config, to_dataset), apply_overrides(options, to_encoder)
+    if data_dir is not None:
+        if not hasattr(config, "data_dir"):
+            raise UserError(f"dataset {dataset} takes no --data-dir")
+        config = apply_overrides(config, {"data_dir": str(data_dir)})
+    try:
+        chosen_layers = tuple(int(k) for k in layers.split(",") if k.strip()) if layers else ()
+    except ValueError:
+        raise UserError(f"--layers must be comma-separated integers, not {layers!r}") from None
+    engine = ExtractOptions(dtype=dtype, layers=chosen_layers, batch_size=batch_size, num_workers=workers,
+                            device=device, chunk_rows=chunk_rows, modality=to_engine[-1] if to_engine else None)
+    store = _store(ctx, create=True)
+    result = run_extraction(store, dataset, config, encoder_cls(options), weights=weights, options=engine, console=err)
+    entry = result.entry
+    shape = " × ".join(map(str, entry.shape))
+    if not result.created:
+        err.print(f"{entry.name} [{entry.fingerprint[:12]}] {shape} already stored, nothing to do",
+                  markup=False, highlight=False)
+    else:
+        timings = entry.meta["timings"]
+        resumed = f", resumed {result.chunks_resumed} finished chunk(s)" if result.chunks_resumed else ""
+        err.print(f"{entry.name} [{entry.fingerprint[:12]}] {shape} {entry.meta['dtype']} written: "
+                  f"{timings['rows']} clips in {timings['wall_s']:.1f} s ({timings['clips_per_s']:.1f} clips/s; "
+                  f"decode {timings['decode_s']:.1f} s in workers, forward {timings['forward_s']:.1f} s, "
+                  f"write {timings['write_s']:.1f} s){resumed}", markup=False, highlight=False)
+    if result.failures:
+        err.print(f"{len(result.failures)} of {entry.shape[0]} clips failed and are masked (valid=False):",
+                  markup=False, highlight=False)
+        for failure in result.failures[:20]:
+            err.print(f"  {failure['sample_id']}: {failure['error']}", markup=False, highlight=False)
+        if len(result.failures) > 20:
+            err.print(f"  ... and {len(result.failures) - 20} more (all listed in {entry.path / 'meta.json'})",
+                      markup=False, highlight=False)
+        if not allow_failures:
+            raise typer.Exit(1)
+    out.print(f"{entry.name} {entry.fingerprint} in {store.root}", markup=False, highlight=False)
 
 
 def main() -> None:

@@ -133,7 +133,10 @@ class FeatureWriter:
         compression: str = "none",
         extras: dict[str, Sequence[int]] | None = None,
         ragged: dict[str, Sequence[int]] | None = None,
+        chunk_rows: int | None = None,
     ) -> None:
+        """``chunk_rows`` overrides the ~1.5 MiB default row chunk (it is not part of the key: it
+        changes the resume granularity, not the values)."""
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, not {dtype!r}")
         _compressors(compression)  # validate early
@@ -144,6 +147,9 @@ class FeatureWriter:
         self.final = self.entry_dir / self.fingerprint
         self.tmp = self.entry_dir / f".tmp-{self.fingerprint}"
         self.n_rows, self.dim, self.dtype, self.compression = n_rows, dim, dtype, compression
+        if chunk_rows is not None and chunk_rows < 1:
+            raise ValueError(f"chunk_rows must be >= 1, not {chunk_rows}")
+        self.requested_chunk_rows = chunk_rows
         self.extras = {k: tuple(v) for k, v in (extras or {}).items()}
         self.ragged = {k: tuple(v) for k, v in (ragged or {}).items()}
         self.existing: FeatureEntry | None = None
@@ -178,7 +184,8 @@ class FeatureWriter:
             return
         if self.tmp.exists():  # created but never initialised: nothing in it is trustworthy
             shutil.rmtree(self.tmp)
-        self.chunk_rows = min(chunk_rows_for((self.dim,), self.dtype), max(1, self.n_rows))
+        rows = self.requested_chunk_rows or chunk_rows_for((self.dim,), self.dtype)
+        self.chunk_rows = min(rows, max(1, self.n_rows))
         group = zarr.open_group(self.tmp, mode="w", attributes={"chunk_rows": self.chunk_rows})
         compressors = _compressors(self.compression)
         group.create_array("data", shape=(self.n_rows, self.dim), chunks=(self.chunk_rows, self.dim),

@@ -9,10 +9,12 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from mmpipe.pipeline.datasets import DATASETS, Simulation
 from mmpipe.store.manifest import SPLITS, read_manifest, write_manifest
+from tests.media import write_image, write_wav
 from tests.synthetic_trees import cremad_subset, make_cremad_tree, make_multi30k_tree
 
 SMALL = {"n": 300}
@@ -29,7 +31,19 @@ def _multi30k_tree(root: Path) -> dict:
     return {"data_dir": str(root)}
 
 
-TREES: dict[str, Callable[[Path], dict]] = {"cremad": _cremad_tree, "flickr30k-multi": _multi30k_tree}
+def _folder_tree(root: Path) -> dict:
+    rows = []
+    for i in range(12):
+        write_image(root / "images" / f"s{i:02d}.png", seed=i)
+        write_wav(root / "audio" / f"s{i:02d}.wav", 0.2, seed=i)
+        rows.append({"sample_id": f"s{i:02d}", "m1": f"images/s{i:02d}.png", "m2": f"audio/s{i:02d}.wav",
+                     "group": f"g{i // 2}", "mood": ["calm", "angry"][i % 2], "score": 0.5 * i})
+    pd.DataFrame(rows).to_csv(root / "samples.csv", index=False)
+    return {"data_dir": str(root), "m1_kind": "image", "labels": ("mood:categorical:shared", "score:continuous:m2")}
+
+
+TREES: dict[str, Callable[[Path], dict]] = {"cremad": _cremad_tree, "flickr30k-multi": _multi30k_tree,
+                                            "folder": _folder_tree}
 
 
 def _small_config(cls):

@@ -1,7 +1,154 @@
-"""The encoder registry. Encoders (issue #5) register here; `mmpipe list encoders` reads it."""
+"""The encoder contract and its registry.
+
+An encoder declares its :class:`EncoderSpec` from its options alone, without touching weights:
+the spec (modality, model id, revision, output dim per layer, pooling, exact preprocessing) goes
+into the extraction fingerprint. ``load(device, weights=None)`` then loads the model lazily, from
+the hub id / torchvision weights enum by default or from a local directory or file.
+``preparer()`` returns the picklable object that turns one media path or text into model input
+in a DataLoader worker; ``encode(batch, layers)`` runs the model under ``torch.inference_mode()``
+and returns pooled ``(B, D)`` features plus, on request, pooled hidden layers ``{k: (B, D_k)}``.
+Encoders do no store I/O: `mmpipe.pipeline.extract` owns that.
+"""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import torch
+
+from mmpipe.store.errors import UserError
 from mmpipe.store.registry import Registry
 
-ENCODERS: Registry[type] = Registry("encoder")
+Modality = Literal["audio", "video", "image", "text"]
+MODALITIES = ("audio", "video", "image", "text")
+
+
+@dataclass(frozen=True)
+class AudioPreprocessing:
+    """Mono waveform at ``sample_rate``; ``normalize`` = per-clip zero mean / unit variance over the
+    clip's true length (Wav2Vec2FeatureExtractor ``do_normalize``), applied before zero padding."""
+
+    sample_rate: int
+    normalize: bool
+    attention_mask: bool  # whether the checkpoint is fed a padding mask (group-norm ones are not)
+    max_seconds: float | None = None  # longer clips are cut from the start; None keeps all
+
+
+@dataclass(frozen=True)
+class VideoPreprocessing:
+    """``frames`` indices spread uniformly over the clip (round(linspace(0, n-1, frames)), so short
+    clips repeat frames), each resized (``resize``: one int = shorter side, two = (H, W); no
+    antialias, as torchvision's video presets), centre-cropped, scaled to [0, 1], normalised."""
+
+    frames: int
+    resize: tuple[int, ...]
+    crop: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    interpolation: str = "bilinear"
+
+
+@dataclass(frozen=True)
+class ImagePreprocessing:
+    """RGB image resized to ``resize`` = (H, W) with PIL ``interpolation``, scaled to [0, 1], normalised."""
+
+    resize: tuple[int, int]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    interpolation: str = "bilinear"
+
+
+@dataclass(frozen=True)
+class TextPreprocessing:
+    """The checkpoint's own tokenizer; sequences truncated to ``max_tokens`` (special tokens included)."""
+
+    max_tokens: int
+    lowercase: bool
+
+
+Preprocessing = AudioPreprocessing | VideoPreprocessing | ImagePreprocessing | TextPreprocessing
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """Everything that determines an encoder's output, declared without loading it.
+
+    ``layer_dims[k]`` is the width of hidden layer ``k`` (0 = the embedding/stem output), the
+    layers ``--layers`` may select; ``dim`` is the width of the pooled final output.
+    """
+
+    name: str
+    modality: Modality
+    model_id: str  # hub repo id or torchvision weights enum name
+    revision: str  # hub revision, or the checkpoint file name (which carries its hash) for torchvision
+    architecture: str
+    dim: int
+    layer_dims: tuple[int, ...]
+    pooling: str
+    preprocessing: Preprocessing
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def check_layers(self, layers: tuple[int, ...]) -> None:
+        bad = [k for k in layers if not 0 <= k < len(self.layer_dims)]
+        if bad:
+            raise UserError(f"{self.name} has hidden layers 0..{len(self.layer_dims) - 1}; "
+                            f"cannot store layer(s) {', '.join(map(str, bad))}")
+
+
+@dataclass(frozen=True)
+class EncoderOutput:
+    pooled: torch.Tensor  # (B, D)
+    layers: dict[int, torch.Tensor]  # k -> (B, D_k), pooled the same way as the final output
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """Encoders without options still have a (frozen, empty) options dataclass for `--set`."""
+
+
+class Encoder(ABC):
+    name: ClassVar[str]
+    description: ClassVar[str]
+    Options: ClassVar[type] = NoOptions  # frozen dataclass, every field defaulted
+
+    def __init__(self, options: Any = None) -> None:
+        self.options = options if options is not None else self.Options()
+        self.device = torch.device("cpu")
+
+    @abstractmethod
+    def spec(self, weights: Path | None = None) -> EncoderSpec:
+        """The full spec; never loads weights. With a local ``weights`` checkpoint the widths are
+        read from its config file (tiny test models are narrower than the real ones)."""
+
+    @abstractmethod
+    def weights_identity(self, weights: Path | None) -> dict[str, Any]:
+        """What identifies the weights that ``load`` would use (hashed into the fingerprint).
+
+        A hub checkpoint is named by the commit its revision resolves to (fetching the snapshot
+        ``load`` would fetch anyway, unless offline); a local path by the sha256 of its files.
+        """
+
+    @abstractmethod
+    def load(self, device: torch.device | str, weights: Path | None = None) -> None:
+        """Load model (and tokenizer) onto ``device``, in eval mode. Missing weights offline → UserError."""
+
+    @abstractmethod
+    def preparer(self) -> Any:
+        """A picklable `mmpipe.pipeline.inputs` preparer (valid after ``load``)."""
+
+    @abstractmethod
+    def encode(self, batch: dict[str, torch.Tensor], layers: tuple[int, ...] = ()) -> EncoderOutput:
+        """Pooled features of a collated batch already on ``self.device``."""
+
+    @classmethod
+    @abstractmethod
+    def write_random_weights(cls, path: Path, *, tiny: bool = True, seed: int = 0) -> Path:
+        """Write randomly initialised weights in the exact format ``load(weights=path)`` reads
+        (for tests and benchmarks without network); ``tiny`` shrinks the architecture where the
+        family allows it. Returns the path to pass as ``weights``."""
+
+
+ENCODERS: Registry[type[Encoder]] = Registry("encoder")
