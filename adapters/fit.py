@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
 import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -35,36 +39,71 @@ def run_key(method: str, data: PairedFeatures, config: Any, seed: int) -> dict[s
 
 
 def fit_runs(store: Store, method: str, dataset: str, m1: str, m2: str, config: Any, seeds: list[int],
-             data_version: str | None = None, progress: ProgressFn | None = None) -> list[FitOutcome]:
-    """Fit ``method`` once per seed; a seed whose run is already published is not refitted."""
+             data_version: str | None = None, progress: ProgressFn | None = None, jobs: int = 1,
+             on_done: Callable[[FitOutcome], None] | None = None) -> list[FitOutcome]:
+    """Fit ``method`` once per seed; a seed whose run is already published is not refitted.
+
+    With ``jobs`` > 1 the seeds to fit run in that many worker processes (each fit is
+    single-threaded on the CPU, so two cores fit two seeds at once); results are the same as
+    sequential fits because every run depends only on its data, config and seed.
+    """
     cls = METHODS.get(method)
     data = load_paired(store, dataset, m1, m2, data_version)
-    outcomes = []
+    done: dict[int, FitOutcome] = {}
+    todo = []
     for seed in seeds:
-        key = run_key(method, data, config, seed)
-        existing = find_run(store.runs_dir, method, key)
+        existing = find_run(store.runs_dir, method, run_key(method, data, config, seed))
         if existing is not None:
-            outcomes.append(FitOutcome(existing, reused=True))
-            continue
-        started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        started = time.perf_counter()
-        model, history = cls.fit(data, config, seed, progress)
-        model = model.cpu()
-        transform_started = time.perf_counter()
-        components = model.transform(data.h1, data.h2)
-        timings = {**history.pop("timings", {}), "transform_s": time.perf_counter() - transform_started}
-        record = {
-            "dataset": dataset, "manifest_version": data.manifest_version, "m1": data.m1.name, "m2": data.m2.name,
-            "seed": seed, "config": dataclasses.asdict(config), "started_at": started_at,
-            "seconds": time.perf_counter() - started, "code_version": code_version(),
-            "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
-            "dims": [data.h1.shape[1], data.h2.shape[1]], "timings": timings,
-            "split_protocol": data.manifest.split_protocol, "ablation": cls.ablation(config), **history,
-        }
-        run = publish_run(store.runs_dir, method, key, record, components, data.valid.numpy(),
-                          {k: v.detach() for k, v in model.state_dict().items()})
-        outcomes.append(FitOutcome(run, reused=False))
-    return outcomes
+            done[seed] = FitOutcome(existing, reused=True)
+            if on_done is not None:
+                on_done(done[seed])
+        else:
+            todo.append(seed)
+    if jobs > 1 and len(todo) > 1:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context) as pool:
+            futures = {pool.submit(_fit_in_worker, store.root, method, dataset, m1, m2, config, seed,
+                                   data.manifest_version): seed for seed in todo}
+            for future in as_completed(futures):
+                done[futures[future]] = FitOutcome(RunEntry.open(future.result()), reused=False)
+                if on_done is not None:
+                    on_done(done[futures[future]])
+    else:
+        for seed in todo:
+            done[seed] = _fit_one(store, cls, method, data, config, seed, progress)
+            if on_done is not None:
+                on_done(done[seed])
+    return [done[seed] for seed in seeds]
+
+
+def _fit_in_worker(root: Path, method: str, dataset: str, m1: str, m2: str, config: Any, seed: int,
+                   data_version: str) -> Path:
+    store = Store(root)
+    data = load_paired(store, dataset, m1, m2, data_version)
+    return _fit_one(store, METHODS.get(method), method, data, config, seed, None).run.path
+
+
+def _fit_one(store: Store, cls: type, method: str, data: PairedFeatures, config: Any, seed: int,
+             progress: ProgressFn | None) -> FitOutcome:
+    key = run_key(method, data, config, seed)
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    started = time.perf_counter()
+    model, history = cls.fit(data, config, seed, progress)
+    model = model.cpu()
+    transform_started = time.perf_counter()
+    components = model.transform(data.h1, data.h2)
+    timings = {**history.pop("timings", {}), "transform_s": time.perf_counter() - transform_started}
+    record = {
+        "dataset": data.dataset, "manifest_version": data.manifest_version, "m1": data.m1.name, "m2": data.m2.name,
+        "seed": seed, "config": dataclasses.asdict(config), "started_at": started_at,
+        "seconds": time.perf_counter() - started, "code_version": code_version(),
+        "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
+        "dims": [data.h1.shape[1], data.h2.shape[1]], "timings": timings,
+        "split_protocol": data.manifest.split_protocol, "ablation": cls.ablation(config), **history,
+    }
+    run = publish_run(store.runs_dir, method, key, record, components, data.valid.numpy(),
+                      {k: v.detach() for k, v in model.state_dict().items()})
+    return FitOutcome(run, reused=False)
 
 
 def load_model(run: RunEntry) -> torch.nn.Module:

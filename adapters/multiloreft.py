@@ -39,8 +39,10 @@ optimizer is rebuilt over the new parameters. When nothing falls below ε no rot
 Choices not fixed by the paper, each a config field: inputs standardised with train statistics
 (``standardize``; raw encoder outputs are far from centred, which makes cosine InfoNCE
 uninformative); initial rank = min(d1, d2); f hidden width 64 with GELU; AdamW with a small weight
-decay on all parameters; batch size 256; ε = 0.1 on singular values that start at 1 (orthonormal
-rows at initialisation).
+decay on all parameters, learning rate 0.01; batch size 256; ε = 0.1 on singular values that
+start at 1 (orthonormal rows at initialisation); epoch caps of 100 / 100 / 200 per stage. With the
+paper's criterion (0.1 % relative improvement) the stages on Sim I keep creeping and usually end at
+their caps; the ranks settle within ~20 joint epochs (see the benchmark notes in the README).
 
 Components: z_s1, z_s2, z_m1, z_m2, phi1, phi2, plus z_s = (z_s1 + z_s2) / 2 and
 fused = [z_s, z_m1, z_m2] (concatenation).
@@ -52,6 +54,7 @@ the start), ``use_indep`` / ``use_orth`` / ``use_mi`` = False, ``weighting="fixe
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -91,13 +94,13 @@ class MultiLoReFTConfig:
     patience: int = 40
     joint_patience: int = 100
     min_rel_improvement: float = 1e-3
-    max_epochs_shared: int = 150
-    max_epochs_private: int = 150
-    max_epochs_joint: int = 300
+    max_epochs_shared: int = 100
+    max_epochs_private: int = 100
+    max_epochs_joint: int = 200
     prune: bool = True
     prune_threshold: float = 0.1
     prune_mi_tolerance: float = 0.10
-    lr: float = 3e-3
+    lr: float = 1e-2
     weight_decay: float = 1e-3
     batch_size: int = 256
     device: str = "auto"
@@ -277,10 +280,10 @@ class MultiLoReFT(AdapterMethod):
     @classmethod
     def fit(cls, data: PairedFeatures, config: MultiLoReFTConfig, seed: int,
             progress: ProgressFn | None = None) -> tuple[MultiLoReFT, dict[str, Any]]:
-        return _Trainer(cls, data, config, seed, progress).run()
+        return Trainer(cls, data, config, seed, progress).run()
 
 
-class _Trainer:
+class Trainer:
     """Algorithm 1 as explicit code: stages, GradNorm, validation plateau, pruning."""
 
     def __init__(self, cls: type[MultiLoReFT], data: PairedFeatures, config: MultiLoReFTConfig, seed: int,
@@ -365,18 +368,10 @@ class _Trainer:
         optimizer = self._optimizer(stage)
         best_mi, start, reason = float("inf"), self.epoch, "epoch cap"
         for _ in range(cap):
-            self.model.train()
             h1, h2 = self.train
-            for index in minibatches(len(h1), c.batch_size, self.generator, self.device):
-                b1, b2 = h1[index], h2[index]
-                losses = self.model.losses(self.model(b1, b2), b1, b2, names)
-                optimizer.zero_grad(set_to_none=True)
-                if gradnorm is not None:
-                    gradnorm.backward([losses[n] for n in names], self.model.stage_parameters(stage),
-                                      self.model.projections(stage))
-                else:
-                    (weights * torch.stack([losses[n] for n in names])).sum().backward()
-                optimizer.step()
+            batches = ((h1[index], h2[index]) for index in minibatches(len(h1), c.batch_size, self.generator,
+                                                                        self.device))
+            self.train_epoch(stage, names, batches, optimizer, gradnorm, weights)
             self.epoch += 1
             val = self.validation_losses()
             if stage == "joint" and c.prune and val["mi"] <= (1 + c.prune_mi_tolerance) * best_mi:
@@ -395,6 +390,20 @@ class _Trainer:
                 break
         self.stage_history.append({"stage": stage, "start_epoch": start, "end_epoch": self.epoch, "reason": reason,
                                    "losses": list(names)})
+
+    def train_epoch(self, stage: str, names: tuple[str, ...], batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+                    optimizer: torch.optim.Optimizer, gradnorm: GradNorm | None, weights: torch.Tensor) -> None:
+        """One pass over ``batches`` of standardised (h1, h2) rows: (B, d1), (B, d2)."""
+        self.model.train()
+        for b1, b2 in batches:
+            losses = self.model.losses(self.model(b1, b2), b1, b2, names)
+            optimizer.zero_grad(set_to_none=True)
+            if gradnorm is not None:
+                gradnorm.backward([losses[n] for n in names], self.model.stage_parameters(stage),
+                                  self.model.projections(stage))
+            else:
+                (weights * torch.stack([losses[n] for n in names])).sum().backward()
+            optimizer.step()
 
     def _optimizer(self, stage: str) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.model.stage_parameters(stage), lr=self.config.lr,

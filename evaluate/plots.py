@@ -91,11 +91,16 @@ def _isna(values: np.ndarray) -> np.ndarray:
     return pd.isna(values)
 
 
+def rank_components(history: list[dict]) -> list[str]:
+    """The subspaces in a rank history: its integer-valued keys (it also carries validation losses)."""
+    return [k for k, v in history[0].items() if k not in ("epoch", "stage") and isinstance(v, int)]
+
+
 def rank_trajectory(run: RunEntry, out: Path) -> Path:
     history = run.record.get("rank_history") or []
     if not history:
         raise UserError(f"run {run.run_id} records no rank history (method {run.method} does not prune ranks)")
-    components = [k for k in history[0] if k not in ("epoch", "stage")]
+    components = rank_components(history)
     epochs = [h["epoch"] for h in history]
     fig, ax = plt.subplots(figsize=(6.5, 3.6))
     for index, component in enumerate(components):

@@ -6,7 +6,9 @@ not a store) print one line on stderr and exit 2 without a traceback; nothing st
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +19,11 @@ from rich.console import Console
 from rich.table import Table
 
 from mmpipe.adapters import METHODS
-from mmpipe.adapters.fit import fit_runs
+from mmpipe.adapters.fit import FitOutcome, fit_runs
 from mmpipe.evaluate import latex, markdown, terminal
+from mmpipe.evaluate.paper_comparison import paper_comparison_table
 from mmpipe.evaluate.plots import plot_run
-from mmpipe.evaluate.probes import ProbeConfig, probe_run
+from mmpipe.evaluate.probes import ProbeConfig, probe_run, probe_runs
 from mmpipe.evaluate.report import TABLE_KINDS, ReportFilters, build_report, load_report_data
 from mmpipe.evaluate.results import save_probes
 from mmpipe.pipeline.datasets import DATASETS, Simulation
@@ -303,6 +306,26 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
+def _report_fit(outcome: FitOutcome) -> None:
+    run = outcome.run
+    seed = run.record["seed"]
+    if outcome.reused:
+        err.print(f"{run.run_id}: seed {seed} already fitted, nothing to do", markup=False, highlight=False)
+        return
+    ranks = run.record.get("ranks") or {}
+    rank_text = " ".join(f"{k} {v['initial']}→{v['final']}" for k, v in ranks.items())
+    err.print(f"{run.run_id}: seed {seed} fitted in {run.record['seconds']:.1f} s, {run.record['epochs']} epochs"
+              f"{', ranks ' + rank_text if rank_text else ''}", markup=False, highlight=False)
+
+
+def _fit_with_progress(store: Store, method: str, dataset: str, m1: str, m2: str, config: Any, seeds: list[int],
+                       data_version: str | None, jobs: int) -> list[FitOutcome]:
+    what = f"fitting {method} on {dataset} ({m1} + {m2}), seeds {','.join(map(str, seeds))}"
+    with err.status(what + (f" in {jobs} processes" if jobs > 1 else "")) as status:
+        return fit_runs(store, method, dataset, m1, m2, config, seeds, data_version, jobs=jobs, on_done=_report_fit,
+                        progress=lambda message: status.update(f"{what}: {message}"))
+
+
 @app.command()
 @user_errors
 def fit(
@@ -315,6 +338,7 @@ def fit(
     config_file: Annotated[Path | None, typer.Option("--config", help="JSON file of config fields.")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Config field, key=value (repeatable).")] = None,
     data_version: Annotated[str | None, typer.Option(help="Manifest version, when the store holds several.")] = None,
+    jobs: Annotated[int, typer.Option(help="Seeds fitted in parallel worker processes.")] = 1,
 ) -> None:
     """Train an adapter on cached features, one run per seed. Same config and seed again = no work."""
     cls = METHODS.get(method)
@@ -323,24 +347,61 @@ def fit(
         config = load_config_file(config, str(config_file))
     config = apply_overrides(config, list(overrides or []))
     seed_list = _seeds(seeds)
+    if jobs < 1:
+        raise UserError(f"--jobs must be at least 1, not {jobs}")
     if m1 is None or m2 is None:
         if not issubclass(DATASETS.get(dataset), Simulation):
             raise UserError(f"{dataset} needs --m1 and --m2 (encoder names, e.g. --m1 r3d18 --m2 wavlm)")
         m1, m2 = m1 or "m1", m2 or "m2"
-    store = _store(ctx)
-    for seed in seed_list:
-        with err.status(f"fitting {method} on {dataset} ({m1} + {m2}), seed {seed}") as status:
-            [outcome] = fit_runs(store, method, dataset, m1, m2, config, [seed], data_version,
-                                 progress=lambda message, s=seed: status.update(f"seed {s}: {message}"))
-        run = outcome.run
-        if outcome.reused:
-            err.print(f"{run.run_id}: seed {seed} already fitted, nothing to do", markup=False, highlight=False)
-            continue
-        ranks = run.record.get("ranks") or {}
-        rank_text = " ".join(f"{k} {v['initial']}→{v['final']}" for k, v in ranks.items())
-        err.print(f"{run.run_id}: seed {seed} fitted in {run.record['seconds']:.1f} s, {run.record['epochs']} epochs"
-                  f"{', ranks ' + rank_text if rank_text else ''}", markup=False, highlight=False)
-        out.print(run.run_id, markup=False, highlight=False)
+    for outcome in _fit_with_progress(_store(ctx), method, dataset, m1, m2, config, seed_list, data_version, jobs):
+        out.print(outcome.run.run_id, markup=False, highlight=False)
+
+
+@app.command()
+@user_errors
+def demo(
+    ctx: typer.Context,
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds, one MultiLoReFT run each.")] = "0,1,2,3",
+    n: Annotated[int, typer.Option(help="Simulation I samples.")] = 10_000,
+    jobs: Annotated[int, typer.Option(help="Seeds fitted in parallel worker processes.")] = 2,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where report.tex and the plots go.")] = Path("mmpipe-demo"),
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="MultiLoReFT config field, key=value.")] = None,
+) -> None:
+    """The main job on the embedded default: Simulation I → MultiLoReFT (4 seeds) → probes → tables and plots."""
+    seed_list = _seeds(seeds)
+    if jobs < 1:
+        raise UserError(f"--jobs must be at least 1, not {jobs}")
+    config = apply_overrides(METHODS.get("multiloreft").Config(), list(overrides or []))
+    sim_config = apply_overrides(DATASETS.get("sim1").Config(), {"n": n})
+    store = _store(ctx, create=True)
+    started = time.perf_counter()
+    err.print(f"[1/4] simulating sim1 (n={n}) into {store.root}", markup=False, highlight=False)
+    run_simulation(store, "sim1", sim_config)
+    err.print(f"[2/4] fitting multiloreft, seeds {seeds}", markup=False, highlight=False)
+    outcomes = _fit_with_progress(store, "multiloreft", "sim1", "m1", "m2", config, seed_list, None, jobs)
+    runs = [o.run for o in outcomes]
+    err.print("[3/4] probing every component of every run (fit on train, select on val, score on test)",
+              markup=False, highlight=False)
+    with err.status("probing") as status:
+        probe_runs(store, runs, on_done=lambda run, outcome: (save_probes(store, run, outcome),
+                                                               status.update(f"probed {run.run_id}")))
+    err.print("[4/4] writing the report and plots", markup=False, highlight=False)
+    version = store.manifest("sim1").version() if len(store.manifest_versions("sim1")) == 1 else None
+    data = load_report_data(store.results_db, ReportFilters(("sim1",), ("multiloreft",)))
+    run_ids = {r.run_id for r in runs}
+    data = dataclasses.replace(data, runs=[r for r in data.runs if r["run_id"] in run_ids]) if version is None else data
+    tables = build_report(data, ("decoupling", "ranks"))
+    comparison = paper_comparison_table(data, "sim1")
+    for group in terminal.render_document(tables + ([comparison] if comparison else [])):
+        out.print(group)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "report.tex").write_text(latex.render_document(tables + ([comparison] if comparison else [])))
+    plots = plot_run(runs[0], store.manifest("sim1", runs[0].record["manifest_version"]), out_dir / "plots", "png")
+    out.print(f"report: {out_dir / 'report.tex'}", markup=False, highlight=False)
+    out.print(f"plots ({runs[0].run_id}): " + ", ".join(str(p) for p in plots), markup=False, highlight=False)
+    out.print(f"results DB: {store.results_db} (try `mmpipe query \"SELECT * FROM delta_summary\"`)",
+              markup=False, highlight=False)
+    err.print(f"demo finished in {time.perf_counter() - started:.0f} s", markup=False, highlight=False)
 
 
 # -- extract -------------------------------------------------------------------------------------

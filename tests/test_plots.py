@@ -43,3 +43,10 @@ def test_rank_plot_needs_a_rank_history(store, tmp_path):
     with pytest.raises(UserError, match="records no rank history"):
         rank_trajectory(bare, tmp_path / "r.png")
     assert [p.name for p in plot_run(bare, manifest, tmp_path)] == [f"{bare.run_id}-pca.png"]
+
+
+def test_rank_plot_draws_ranks_not_the_validation_losses_beside_them():
+    from mmpipe.evaluate.plots import rank_components
+
+    history = [{"epoch": 1, "stage": "joint", "z_s": 5, "z_m1": 4, "z_m2": 3, "val_mi": 2.9, "val_orth": 0.1}]
+    assert rank_components(history) == ["z_s", "z_m1", "z_m2"]
