@@ -172,6 +172,19 @@ def info(
         features.add_row(entry.name, entry.fingerprint[:12], " × ".join(map(str, entry.shape)), entry.meta["dtype"],
                          str(entry.meta.get("n_missing", 0)), _size(entry.disk_bytes()), entry.meta.get("created_at", ""))
     out.print(features)
+    runs = [r for r in store.runs() if dataset is None or r.record.get("dataset") == dataset]
+    if runs:
+        table = Table(title="adapter runs", title_justify="left")
+        table.add_column("run", no_wrap=True, min_width=24)
+        for column in ("dataset", "inputs", "seed", "ablation", "ranks", "seconds"):
+            table.add_column(column)
+        for run in runs:
+            record = run.record
+            ranks = " ".join(f"{k}:{v['final']}" for k, v in (record.get("ranks") or {}).items())
+            table.add_row(run.run_id, record.get("dataset", ""), f"{record.get('m1', '')} + {record.get('m2', '')}",
+                          str(record.get("seed", "")), record.get("ablation") or "", ranks,
+                          f"{record.get('seconds', 0):.1f}")
+        out.print(table)
 
 # -- evaluator: probe, query, report, plot --------------------------------------------------------
 @app.command()

@@ -36,6 +36,8 @@ def test_fit_end_to_end_then_noop(sim_root):
                   "started_at", "seconds"):
         assert field in run.record
     assert (run.path / "checkpoint.safetensors").exists()
+    info = runner.invoke(app, ["--store", str(sim_root), "info"])
+    assert info.exit_code == 0 and "adapter runs" in info.output and run.run_id[:12] in info.output
     again = _fit(sim_root, "--seeds", "0,1")
     assert again.exit_code == 0 and again.output.count("already fitted, nothing to do") == 2
     assert len(Store.open(sim_root).runs("multiloreft")) == 2
