@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from abc import abstractmethod
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -19,6 +20,7 @@ class AdapterMethod(nn.Module):
     description: ClassVar[str]
     Config: ClassVar[type]  # frozen dataclass, every field defaulted
     component_names: ClassVar[tuple[str, ...]]
+    ablation_fields: ClassVar[frozenset[str]] = frozenset()  # config switches that ``ablation`` names
 
     @classmethod
     @abstractmethod
@@ -32,6 +34,16 @@ class AdapterMethod(nn.Module):
         """A short name for the ablation ``config`` represents (e.g. "no pruning"), None for the
         full method; reports keep ablations apart from the full model."""
         return None
+
+    @classmethod
+    def settings(cls, config: Any) -> dict[str, Any]:
+        """Config fields that differ from the defaults, other than the ablation switches and the
+        device. Runs with different settings are different variants in every table, so results
+        of different hyperparameters are never averaged together."""
+        defaults = cls.Config()
+        skip = cls.ablation_fields | {"device"}
+        return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)
+                if f.name not in skip and getattr(config, f.name) != getattr(defaults, f.name)}
 
     @abstractmethod
     def transform(self, h1: torch.Tensor, h2: torch.Tensor) -> dict[str, torch.Tensor]:

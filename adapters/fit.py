@@ -99,7 +99,8 @@ def _fit_one(store: Store, cls: type, method: str, data: PairedFeatures, config:
         "seconds": time.perf_counter() - started, "code_version": code_version(),
         "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "dims": [data.h1.shape[1], data.h2.shape[1]], "timings": timings,
-        "split_protocol": data.manifest.split_protocol, "ablation": cls.ablation(config), **history,
+        "split_protocol": data.manifest.split_protocol, "ablation": cls.ablation(config),
+        "settings": cls.settings(config), **history,
     }
     run = publish_run(store.runs_dir, method, key, record, components, data.valid.numpy(),
                       {k: v.detach() for k, v in model.state_dict().items()})

@@ -102,7 +102,8 @@ class MultiLoReFTConfig:
     prune_mi_tolerance: float = 0.10
     lr: float = 1e-2
     weight_decay: float = 1e-3
-    batch_size: int = 256
+    # not "batch_size": fingerprints drop that name as a speed-only knob, and here it shapes the result
+    minibatch_size: int = 256
     device: str = "auto"
 
 
@@ -141,6 +142,7 @@ class MultiLoReFT(AdapterMethod):
     description = "MultiLoReFT: shared + modality-specific low-rank subspaces, HSIC/orth/InfoNCE, rank pruning"
     Config = MultiLoReFTConfig
     component_names = ("z_s1", "z_s2", "z_m1", "z_m2", "phi1", "phi2", "z_s", "fused")
+    ablation_fields = frozenset({"prune", "staged", "use_orth", "use_indep", "use_mi", "weighting"})
 
     def __init__(self, config: MultiLoReFTConfig, dims: tuple[int, int], ranks: tuple[int, int, int] | None = None,
                  generator: torch.Generator | None = None) -> None:
@@ -317,7 +319,7 @@ class Trainer:
     def validation_losses(self) -> dict[str, float]:
         self.model.eval()
         h1, h2 = self.val
-        size = self.config.batch_size
+        size = self.config.minibatch_size
         starts = range(0, max(1, len(h1) - size + 1), size) if len(h1) >= size else [0]
         totals = dict.fromkeys(LOSS_NAMES, 0.0)
         for start in starts:
@@ -365,18 +367,18 @@ class Trainer:
         weights = torch.tensor([c.fixed_weights[LOSS_NAMES.index(n)] for n in names], device=self.device)
         gradnorm = GradNorm(len(names), c.gradnorm_alpha, c.gradnorm_lr, self.device) \
             if c.weighting == "gradnorm" else None
-        optimizer = self._optimizer(stage)
+        optimizer = self.make_optimizer(stage)
         best_mi, start, reason = float("inf"), self.epoch, "epoch cap"
         for _ in range(cap):
             h1, h2 = self.train
-            batches = ((h1[index], h2[index]) for index in minibatches(len(h1), c.batch_size, self.generator,
+            batches = ((h1[index], h2[index]) for index in minibatches(len(h1), c.minibatch_size, self.generator,
                                                                         self.device))
             self.train_epoch(stage, names, batches, optimizer, gradnorm, weights)
             self.epoch += 1
             val = self.validation_losses()
             if stage == "joint" and c.prune and val["mi"] <= (1 + c.prune_mi_tolerance) * best_mi:
                 if self.model.prune(c.prune_threshold):
-                    optimizer = self._optimizer(stage)
+                    optimizer = self.make_optimizer(stage)
             best_mi = min(best_mi, val["mi"])
             self.rank_history.append({"epoch": self.epoch, "stage": stage, **self.model.ranks(),
                                       **{f"val_{k}": v for k, v in val.items()}})
@@ -405,6 +407,6 @@ class Trainer:
                 (weights * torch.stack([losses[n] for n in names])).sum().backward()
             optimizer.step()
 
-    def _optimizer(self, stage: str) -> torch.optim.Optimizer:
+    def make_optimizer(self, stage: str) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.model.stage_parameters(stage), lr=self.config.lr,
                                  weight_decay=self.config.weight_decay)

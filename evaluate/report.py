@@ -37,6 +37,7 @@ class ReportFilters:
     datasets: tuple[str, ...] = ()
     methods: tuple[str, ...] = ()  # a method name matches all its variants
     labels: tuple[str, ...] = ()
+    data_versions: tuple[str, ...] = ()  # manifest versions (prefixes); needed when a dataset has several
 
 
 @dataclass(frozen=True)
@@ -63,11 +64,21 @@ def load_report_data(db_path: Path, filters: ReportFilters = ReportFilters()) ->
 
     def keep(row: dict[str, Any], method_key: str = "method") -> bool:
         method = row.get(method_key)
+        version = row.get("data_version") or ""
         return ((not filters.datasets or row.get("dataset") in filters.datasets)
+                and (not filters.data_versions or version.startswith(filters.data_versions))
                 and (not filters.methods or method in filters.methods
-                     or any(method.startswith(f"{m} (") for m in filters.methods))
+                     or any(method.startswith((f"{m} (", f"{m} [")) for m in filters.methods))
                 and (not filters.labels or "label" not in row or row["label"] in filters.labels))
 
+    versions: dict[tuple[str, str], set[str]] = {}
+    for row in runs:
+        if keep(row, "variant"):
+            versions.setdefault((row["variant"], row["dataset"]), set()).add(row["data_version"] or "")
+    for (variant, dataset), found in sorted(versions.items()):
+        if len(found) > 1:
+            raise UserError(f"{variant} on {dataset} has results on {len(found)} data versions "
+                            f"({', '.join(sorted(v[:12] for v in found))}); choose one with --data-version")
     return ReportData(summary=[r for r in summary if keep(r)], deltas=[r for r in deltas if keep(r)],
                       labels=[r for r in labels if (not filters.datasets or r["dataset"] in filters.datasets)
                               and (not filters.labels or r["label"] in filters.labels)],
@@ -86,7 +97,7 @@ def _method_order(variants: set[str]) -> list[str]:
 
 
 def _is_ablation(variant: str) -> bool:
-    return variant.endswith(")") and " (" in variant
+    return " (" in variant.split(" [")[0]
 
 
 def _label_columns(data: ReportData, owners: Sequence[str]) -> list[dict[str, Any]]:

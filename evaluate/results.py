@@ -2,7 +2,9 @@
 
 A run's *variant* is how tables name it: the method, plus its ablation when the run's config
 marks one (``config["ablation"]``, a short name such as ``"no pruning"`` or a list of them),
-e.g. ``multiloreft (no pruning)``. Ablations are thus never averaged with the full model.
+e.g. ``multiloreft (no pruning)``, plus any other non-default settings the run records
+(``record["settings"]``), e.g. ``multiloreft [temperature=0.2]``. Ablations and other
+hyperparameters are thus never averaged with the full model.
 """
 
 from __future__ import annotations
@@ -24,8 +26,17 @@ def ablation_of(record: dict[str, Any]) -> str | None:
 
 
 def variant_of(record: dict[str, Any]) -> str:
+    """``method``, ``method (ablation)``, and ``… [key=value, …]`` for non-default settings."""
     ablation = ablation_of(record)
-    return f"{record['method']} ({ablation})" if ablation else record["method"]
+    name = f"{record['method']} ({ablation})" if ablation else record["method"]
+    settings = record.get("settings") or {}
+    if settings:
+        name += " [" + ", ".join(f"{k}={_setting(v)}" for k, v in sorted(settings.items())) + "]"
+    return name
+
+
+def _setting(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
 
 
 def run_row(run: RunEntry) -> RunRow:

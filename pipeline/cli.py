@@ -25,7 +25,7 @@ from mmpipe.evaluate.paper_comparison import paper_comparison_table
 from mmpipe.evaluate.plots import plot_run
 from mmpipe.evaluate.probes import ProbeConfig, probe_run, probe_runs
 from mmpipe.evaluate.report import TABLE_KINDS, ReportFilters, build_report, load_report_data
-from mmpipe.evaluate.results import save_probes
+from mmpipe.evaluate.results import save_probes, variant_of
 from mmpipe.pipeline.datasets import DATASETS, Simulation
 from mmpipe.pipeline.encoders import ENCODERS
 from mmpipe.pipeline.extract import ExtractOptions
@@ -262,11 +262,13 @@ def report(
     method: Annotated[list[str] | None, typer.Option(help="Only these methods (repeatable).")] = None,
     label: Annotated[list[str] | None, typer.Option(help="Only these labels (repeatable).")] = None,
     table: Annotated[list[str] | None, typer.Option(help=f"Only these tables: {', '.join(TABLE_KINDS)}.")] = None,
+    data_version: Annotated[list[str] | None, typer.Option(
+        help="Only runs on these manifest versions (prefixes), when a dataset has several.")] = None,
 ) -> None:
     """Paper-style tables (decoupling, fusion, learned ranks, ablations) from the results DB."""
     if fmt not in REPORT_FORMATS:
         raise UserError(f"unknown --format {fmt!r}; valid: {', '.join(REPORT_FORMATS)}")
-    filters = ReportFilters(tuple(dataset or ()), tuple(method or ()), tuple(label or ()))
+    filters = ReportFilters(tuple(dataset or ()), tuple(method or ()), tuple(label or ()), tuple(data_version or ()))
     tables = build_report(load_report_data(_store(ctx).results_db, filters), table or TABLE_KINDS)
     if fmt == "terminal":
         if out_file is None:
@@ -399,12 +401,14 @@ def demo(
         probe_runs(store, runs, on_done=lambda run, outcome: (save_probes(store, run, outcome),
                                                                status.update(f"probed {run.run_id}")))
     err.print("[4/4] writing the report and plots", markup=False, highlight=False)
-    version = store.manifest("sim1").version() if len(store.manifest_versions("sim1")) == 1 else None
-    data = load_report_data(store.results_db, ReportFilters(("sim1",), ("multiloreft",)))
-    run_ids = {r.run_id for r in runs}
-    data = dataclasses.replace(data, runs=[r for r in data.runs if r["run_id"] in run_ids]) if version is None else data
+    variant = variant_of(runs[0].record)
+    data = load_report_data(store.results_db, ReportFilters(("sim1",), (variant,), (),
+                                                            (runs[0].record["manifest_version"],)))
+    data = dataclasses.replace(data, summary=[r for r in data.summary if r["method"] == variant],
+                               deltas=[r for r in data.deltas if r["method"] == variant],
+                               runs=[r for r in data.runs if r["variant"] == variant])
     tables = build_report(data, ("decoupling", "ranks"))
-    comparison = paper_comparison_table(data, "sim1")
+    comparison = paper_comparison_table(data, "sim1", variant)
     for group in terminal.render_document(tables + ([comparison] if comparison else [])):
         out.print(group)
     out_dir.mkdir(parents=True, exist_ok=True)

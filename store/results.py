@@ -4,18 +4,19 @@ probe score is a row, so any table of the paper is a SQL query.
 Tables::
 
     runs    (run_id, method, dataset, m1, m2, seed, fingerprint, config JSON, started_at, seconds,
-             n_params, ranks JSON, code_version, variant)
+             n_params, ranks JSON, code_version, variant, data_version)
     probes  (run_id, component, label, metric, value, protocol, n_train, n_test)
     labels  (dataset, label, kind, owner)      -- the manifest's label metadata, which Δ needs
 
 Views::
 
-    probe_summary (method, dataset, component, label, metric, mean, std, n_seeds, m1, m2)
-    delta_summary (method, dataset, label, metric, mean, std, n_seeds, m1, m2)
+    probe_summary (method, dataset, component, label, metric, mean, std, n_seeds, m1, m2, data_version)
+    delta_summary (method, dataset, label, metric, mean, std, n_seeds, m1, m2, data_version)
 
 ``variant`` is the method name plus its ablation, e.g. ``multiloreft (no pruning)``; the views
 report it as ``method`` so an ablation is never averaged with the full model, and they also group
-by the two feature entries (m1, m2), so runs on different encoders are never mixed. ``std`` is
+by the two feature entries (m1, m2) and the manifest version (``data_version``), so runs on
+different encoders or different versions of a dataset are never mixed. ``std`` is
 the sample standard deviation over seeds (NULL for one seed).
 
 Δ (MultiLoReFT paper §5, Tables 1–2) is computed **per run (= per seed)**, then mean ± std:
@@ -51,7 +52,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id VARCHAR PRIMARY KEY, method VARCHAR, dataset VARCHAR, m1 VARCHAR, m2 VARCHAR, seed INTEGER,
     fingerprint VARCHAR, config JSON, started_at TIMESTAMP, seconds DOUBLE, n_params BIGINT, ranks JSON,
-    code_version VARCHAR, variant VARCHAR);
+    code_version VARCHAR, variant VARCHAR, data_version VARCHAR);
 CREATE TABLE IF NOT EXISTS probes (
     run_id VARCHAR, component VARCHAR, label VARCHAR, metric VARCHAR, value DOUBLE, protocol VARCHAR,
     n_train INTEGER, n_test INTEGER);
@@ -59,12 +60,13 @@ CREATE TABLE IF NOT EXISTS labels (
     dataset VARCHAR, label VARCHAR, kind VARCHAR, owner VARCHAR, PRIMARY KEY (dataset, label));
 CREATE OR REPLACE VIEW probe_summary AS
 SELECT r.variant AS method, r.dataset, p.component, p.label, p.metric,
-       avg(p.value) AS mean, stddev_samp(p.value) AS std, count(DISTINCT r.seed) AS n_seeds, r.m1, r.m2
+       avg(p.value) AS mean, stddev_samp(p.value) AS std, count(DISTINCT r.seed) AS n_seeds, r.m1, r.m2,
+       r.data_version
 FROM probes p JOIN runs r USING (run_id)
-GROUP BY r.variant, r.dataset, r.m1, r.m2, p.component, p.label, p.metric;
+GROUP BY r.variant, r.dataset, r.data_version, r.m1, r.m2, p.component, p.label, p.metric;
 CREATE OR REPLACE VIEW delta_per_run AS
 WITH parts AS (
-    SELECT p.run_id, r.variant, r.dataset, r.m1, r.m2, r.seed, p.label, p.metric, l.owner,
+    SELECT p.run_id, r.variant, r.dataset, r.data_version, r.m1, r.m2, r.seed, p.label, p.metric, l.owner,
            CASE WHEN p.metric = 'mse' THEN -1.0 ELSE 1.0 END AS sign,
            max(p.value) FILTER (WHERE p.component = 'z_s') AS s,
            max(p.value) FILTER (WHERE p.component = 'z_m1') AS m1_score,
@@ -72,7 +74,7 @@ WITH parts AS (
     FROM probes p JOIN runs r USING (run_id) JOIN labels l ON l.dataset = r.dataset AND l.label = p.label
     WHERE l.owner IN ('shared', 'm1', 'm2')
     GROUP BY ALL)
-SELECT run_id, variant AS method, dataset, m1, m2, seed, label, metric, owner,
+SELECT run_id, variant AS method, dataset, m1, m2, seed, label, metric, owner, data_version,
        sign * CASE owner WHEN 'shared' THEN s - (m1_score + m2_score) / 2
                          WHEN 'm1' THEN m1_score - s
                          WHEN 'm2' THEN m2_score - s END AS delta
@@ -81,8 +83,8 @@ WHERE s IS NOT NULL AND (owner <> 'shared' OR (m1_score IS NOT NULL AND m2_score
   AND (owner <> 'm1' OR m1_score IS NOT NULL) AND (owner <> 'm2' OR m2_score IS NOT NULL);
 CREATE OR REPLACE VIEW delta_summary AS
 SELECT method, dataset, label, metric, avg(delta) AS mean, stddev_samp(delta) AS std,
-       count(DISTINCT seed) AS n_seeds, m1, m2
-FROM delta_per_run GROUP BY method, dataset, m1, m2, label, metric;
+       count(DISTINCT seed) AS n_seeds, m1, m2, data_version
+FROM delta_per_run GROUP BY method, dataset, data_version, m1, m2, label, metric;
 """
 
 
@@ -116,6 +118,7 @@ class RunRow:
     ranks: str | None  # JSON text
     code_version: str | None
     variant: str
+    data_version: str | None = None  # the manifest version the run was trained on
 
     @classmethod
     def from_record(cls, record: dict[str, Any], variant: str) -> RunRow:
@@ -125,7 +128,8 @@ class RunRow:
                    fingerprint=record["fingerprint"], config=json.dumps(record.get("config", {}), sort_keys=True),
                    started_at=record.get("started_at"), seconds=record.get("seconds"),
                    n_params=record.get("n_params"), ranks=None if ranks is None else json.dumps(ranks),
-                   code_version=record.get("code_version"), variant=variant)
+                   code_version=record.get("code_version"), variant=variant,
+                   data_version=record.get("manifest_version"))
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from mmpipe.pipeline.simulate import simulate
 from mmpipe.store.root import Store
 
 SMALL = ["--set", "max_epochs_shared=2", "--set", "max_epochs_private=2", "--set", "max_epochs_joint=3",
-         "--set", "batch_size=64", "--set", "hidden=8"]
+         "--set", "minibatch_size=64", "--set", "hidden=8"]
 
 
 def test_demo_end_to_end(tmp_path):
@@ -38,7 +38,7 @@ def test_demo_end_to_end(tmp_path):
 
 def test_parallel_seeds_match_sequential_fits(tmp_path):
     config = dataclasses.replace(MultiLoReFTConfig(device="cpu"), max_epochs_shared=2, max_epochs_private=2,
-                                 max_epochs_joint=2, batch_size=64, hidden=8)
+                                 max_epochs_joint=2, minibatch_size=64, hidden=8)
     results = {}
     for jobs in (1, 2):
         store = Store.open(tmp_path / f"jobs{jobs}", create=True)

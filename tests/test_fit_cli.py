@@ -10,7 +10,7 @@ from mmpipe.store.root import Store
 
 runner = CliRunner()
 FAST = ["--set", "max_epochs_shared=3", "--set", "max_epochs_private=3", "--set", "max_epochs_joint=4",
-        "--set", "batch_size=64", "--set", "hidden=8"]
+        "--set", "minibatch_size=64", "--set", "hidden=8"]
 
 
 @pytest.fixture
@@ -96,3 +96,10 @@ def test_modalities_with_different_sample_counts(sim_root):
         writer.publish({"dataset": "sim1", "manifest_version": version})
     result = _fit(sim_root, "--m1", "m1", "--m2", "short")
     assert result.exit_code == 2 and "sim1.short has 299 rows but the sim1 manifest has 300" in result.output
+
+
+def test_minibatch_size_is_part_of_the_run_key(sim_root):
+    assert _fit(sim_root, "--seeds", "0").exit_code == 0
+    assert _fit(sim_root, "--seeds", "0", "--set", "minibatch_size=32").exit_code == 0
+    runs = Store.open(sim_root).runs("multiloreft")
+    assert sorted(r.record["config"]["minibatch_size"] for r in runs) == [32, 64]

@@ -15,7 +15,7 @@ from mmpipe.pipeline.datasets.sim2 import Sim2Config
 from mmpipe.pipeline.simulate import simulate
 
 FAST = MultiLoReFTConfig(device="cpu", patience=3, joint_patience=3, max_epochs_shared=4, max_epochs_private=4,
-                         max_epochs_joint=6, batch_size=64, hidden=16)
+                         max_epochs_joint=6, minibatch_size=64, hidden=16)
 
 
 def _model(dims=(10, 10), **changes):

@@ -13,6 +13,7 @@ from mmpipe.evaluate import latex, markdown, terminal
 from mmpipe.evaluate.report import ReportFilters, build_report, load_report_data
 from mmpipe.store.errors import UserError
 from mmpipe.store.results import LabelRow, ProbeRow, RunRow, write_probes
+from mmpipe.store.root import Store
 
 GOLDEN = Path(__file__).parent / "golden" / "report.tex"
 PROTOCOL = {"accuracy": "random 70%/15%/rest split; logistic, C∈{0.1, 1}", "mse": "random 70%/15%/rest split; ridge"}
@@ -149,3 +150,35 @@ def test_latex_compiles_with_pdflatex(db, tmp_path):
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout[-3000:]
     assert (tmp_path / "report.pdf").stat().st_size > 1000
+
+
+def test_settings_and_data_versions_are_never_averaged_together(tmp_path):
+    """Two hyperparameter settings are two variants; two versions of a dataset need a choice."""
+    from typer.testing import CliRunner
+
+    from mmpipe.pipeline.cli import app
+
+    runner = CliRunner()
+    root = str(tmp_path / "s")
+    fast = ["--set", "max_epochs_shared=1", "--set", "max_epochs_private=1", "--set", "max_epochs_joint=1",
+            "--set", "minibatch_size=32", "--set", "hidden=4"]
+    for n in ("200", "240"):
+        assert runner.invoke(app, ["--store", root, "simulate", "sim1", "--n", n]).exit_code == 0
+    versions = Store.open(tmp_path / "s").manifest_versions("sim1")
+    small = next(v for v in versions if len(Store.open(tmp_path / "s").manifest("sim1", v)) == 200)
+    for extra in ([], ["--set", "temperature=0.2"]):
+        result = runner.invoke(app, ["--store", root, "fit", "multiloreft", "--dataset", "sim1", "--seeds", "0",
+                                     "--data-version", small, *fast, *extra])
+        assert result.exit_code == 0, result.output
+    other = [v for v in versions if v != small][0]
+    assert runner.invoke(app, ["--store", root, "fit", "multiloreft", "--dataset", "sim1", "--seeds", "0",
+                               "--data-version", other, *fast]).exit_code == 0
+    assert runner.invoke(app, ["--store", root, "probe", "--all"]).exit_code == 0
+    summary = runner.invoke(app, ["--store", root, "query", "--format", "csv",
+                                  "SELECT DISTINCT method, data_version FROM probe_summary ORDER BY ALL"])
+    rows = summary.output.strip().splitlines()[1:]
+    assert len(rows) == 3 and sum("temperature=0.2" in r for r in rows) == 1
+    mixed = runner.invoke(app, ["--store", root, "report"])
+    assert mixed.exit_code == 2 and "2 data versions" in mixed.output and "--data-version" in mixed.output
+    chosen = runner.invoke(app, ["--store", root, "report", "--data-version", small[:8]])
+    assert chosen.exit_code == 0 and "temperature=0.2" in chosen.output

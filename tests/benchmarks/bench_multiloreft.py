@@ -57,17 +57,17 @@ def bench_loop(store: Store, epochs: int) -> None:
         trainer = Trainer(MultiLoReFT, data, config, seed=0, progress=None)
         names = LOSS_NAMES
         h1, h2 = trainer.train
-        optimizer = trainer._optimizer("joint")
+        optimizer = trainer.make_optimizer("joint")
         gradnorm = GradNorm(len(names), config.gradnorm_alpha, config.gradnorm_lr)
         weights = torch.ones(len(names))
-        loader = DataLoader(TensorDataset(h1, h2), batch_size=config.batch_size, shuffle=True, drop_last=True,
+        loader = DataLoader(TensorDataset(h1, h2), batch_size=config.minibatch_size, shuffle=True, drop_last=True,
                             generator=torch.Generator().manual_seed(0))
         started = time.perf_counter()
         for _ in range(epochs):
             if feeder == "DataLoader(TensorDataset)":
                 batches = iter(loader)
             else:
-                batches = ((h1[i], h2[i]) for i in minibatches(len(h1), config.batch_size, trainer.generator,
+                batches = ((h1[i], h2[i]) for i in minibatches(len(h1), config.minibatch_size, trainer.generator,
                                                                 trainer.device))
             trainer.train_epoch("joint", names, batches, optimizer, gradnorm, weights)
         timings[feeder] = epochs / (time.perf_counter() - started)
@@ -82,10 +82,10 @@ def bench_loop(store: Store, epochs: int) -> None:
             if feeder == "DataLoader(TensorDataset)":
                 rows = sum(len(b1) + len(b2) for b1, b2 in loader)
             else:
-                rows = sum(len(h1[i]) + len(h2[i]) for i in minibatches(len(h1), config.batch_size,
+                rows = sum(len(h1[i]) + len(h2[i]) for i in minibatches(len(h1), config.minibatch_size,
                                                                          trainer.generator, trainer.device))
         feed[feeder] = epochs / (time.perf_counter() - started)
-        assert rows == 2 * (len(h1) - len(h1) % config.batch_size)  # both fed the same rows
+        assert rows == 2 * (len(h1) - len(h1) % config.minibatch_size)  # both fed the same rows
         print(f"{feeder:>28}: {feed[feeder]:.0f} epochs/s of batches alone (no training step)")
     print(f"feeding alone: {feed['index permutation'] / feed['DataLoader(TensorDataset)']:.0f}x")
 
