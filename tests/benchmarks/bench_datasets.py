@@ -13,10 +13,10 @@ from __future__ import annotations
 import argparse
 import gzip
 import shutil
-import statistics
 import tempfile
-import time
 from pathlib import Path
+
+from timing import median_seconds  # tests/benchmarks/timing.py (the script's folder)
 
 from mmpipe.pipeline.datasets.cremad import Cremad, CremadConfig
 from mmpipe.pipeline.datasets.flickr30k_multi import Flickr30kMulti, Flickr30kMultiConfig
@@ -24,14 +24,6 @@ from tests.synthetic_trees import cremad_clip_names, cremad_meta_dir
 
 PLACEHOLDER = b"\0" * 2048
 
-
-def median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def cremad_tree(root: Path) -> None:

@@ -8,24 +8,14 @@ Prints median wall times and the ratio store-read-into-torch ÷ numpy.load (targ
 from __future__ import annotations
 
 import argparse
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from timing import median_seconds  # tests/benchmarks/timing.py (the script's folder)
 
 from mmpipe.store.root import Store
-
-
-def median_seconds(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
 
 
 def main() -> None:
