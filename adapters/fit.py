@@ -40,7 +40,9 @@ def fit_runs(store: Store, method: str, dataset: str, m1: str, m2: str, config: 
     cls = METHODS.get(method)
     data = load_paired(store, dataset, m1, m2, data_version)
     outcomes = []
+    requested = config
     for seed in seeds:
+        config = cls.resolve_config(requested, store, data, seed)
         key = run_key(method, data, config, seed)
         existing = find_run(store.runs_dir, method, key)
         if existing is not None:
