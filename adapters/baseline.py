@@ -67,6 +67,11 @@ class Baseline(AdapterMethod):
         return resolve_sizes(config, store, data, seed)
 
     @classmethod
+    def ablation(cls, config: Any) -> str | None:
+        """Sizes fixed to the input dimensionality (paper Table 4) are reported apart."""
+        return "input size" if config.size == "input" else None
+
+    @classmethod
     def from_state(cls, config: Any, dims: tuple[int, int], state: dict[str, torch.Tensor]) -> Baseline:
         model = cls(config, dims)
         model.load_state_dict(state)
