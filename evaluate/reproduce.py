@@ -8,7 +8,8 @@ Baselines are sized by the MultiLoReFT run of the same dataset and seed fitted h
 
 Marks, ours against the paper's mean ± std: ``within`` when |ours − paper| ≤ max(std, 0.0005)
 (numbers are printed to three decimals), else ``better`` / ``worse`` in the metric's direction
-(Δ: larger is better); ranks are ``higher`` / ``lower``.
+(Δ: larger is better); in a component that should not carry the label, ``leaks more`` /
+``leaks less``; ranks are ``higher`` / ``lower``.
 """
 
 from __future__ import annotations
@@ -169,14 +170,31 @@ def our_values(store: Store, runs: list[RunEntry]) -> dict[tuple[str, str, str, 
     return out
 
 
+# owners of the Simulation I/II labels the tables show (pipeline/datasets/sim1.py, sim2.py)
+OWNER = {("sim1", "y_s"): "shared", ("sim1", "y_m1"): "m1", ("sim1", "y_m2"): "m2", ("sim1", "y_cond"): "joint",
+         ("sim2", "z1"): "shared", ("sim2", "z3"): "m1"}
+OWNING = {"shared": ("z_s", "z_s1", "z_s2"), "m1": ("z_m1",), "m2": ("z_m2",)}
+
+
+def owns(component: str, dataset: str, label: str) -> bool:
+    """Whether ``component`` should carry ``label`` (Δ, fused and ranks count as owning)."""
+    owner = OWNER.get((dataset, label))
+    return owner not in OWNING or component not in DECOUPLING + SPLIT4 or component in OWNING[owner]
+
+
 def mark(ours: float, paper: PaperValue) -> str:
-    """within / better / worse (higher / lower for ranks), see the module docstring."""
+    """within / better / worse (higher / lower for ranks), see the module docstring. A component
+    that should *not* carry the label is marked ``leaks more`` / ``leaks less`` instead: scoring
+    better there means more leakage, not a better method."""
     if abs(ours - paper.mean) <= max(paper.std, 0.0005):
         return "within"
     if paper.metric == "rank":
         return "higher" if ours > paper.mean else "lower"
     larger_is_better = paper.component == "delta" or higher_is_better(paper.metric)
-    return "better" if (ours > paper.mean) == larger_is_better else "worse"
+    improved = (ours > paper.mean) == larger_is_better
+    if not owns(paper.component, paper.dataset, paper.label):
+        return "leaks more" if improved else "leaks less"
+    return "better" if improved else "worse"
 
 
 def _columns(papers: list[PaperValue]) -> list[tuple[str, str, str]]:
@@ -216,7 +234,7 @@ def comparison_table(spec: TableSpec, ours: dict[tuple, Ours]) -> Table:
     seeds = sorted({v.n for v in ours.values()})
     notes = [f"Ours: mean ± std over {', '.join(map(str, seeds))} seed(s); paper: as printed in the paper. "
              "[within]: inside the paper's ± std (or 0.0005); [better]/[worse] in the metric's direction "
-             "(Δ: larger is better)."]
+             "(Δ: larger is better); [leaks more]/[leaks less] in a component that should not carry the label."]
     caption = "Our reproduction beside the paper's numbers."
     return Table(spec.key, spec.title, caption, headers, rows, groups, frozenset(rule_before), notes)
 
@@ -227,8 +245,7 @@ def pattern_lines(spec: TableSpec, ours: dict[tuple, Ours]) -> list[str]:
     if spec.key not in ("table1", "table5", "table6"):
         return []
     papers = paper_values(spec.key)
-    owner_component = {("sim1", "y_s"): "z_s", ("sim1", "y_m1"): "z_m1", ("sim1", "y_m2"): "z_m2",
-                       ("sim2", "z1"): "z_s", ("sim2", "z3"): "z_m1"}
+    owner_component = {key: OWNING[owner][0] for key, owner in OWNER.items() if owner in OWNING}
     variants = list(dict.fromkeys(p.row for p in papers))
     lines = []
     for dataset, label, metric in _columns(papers):
