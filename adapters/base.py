@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from mmpipe.adapters.data import PairedFeatures
+from mmpipe.store.root import Store
 
 ProgressFn = Callable[[str], None]
 
@@ -28,6 +29,13 @@ class AdapterMethod(nn.Module):
             progress: ProgressFn | None = None) -> tuple[AdapterMethod, dict[str, Any]]:
         """Train on ``data``'s train split (selecting on val); return the model and a history
         dict merged into the run record (ranks, rank_history, stage_history, timings, ...)."""
+
+    @classmethod
+    def resolve_config(cls, config: Any, store: Store, data: PairedFeatures, seed: int) -> Any:
+        """Fill config fields that depend on other published runs (e.g. subspace sizes taken from
+        the MultiLoReFT run of the same data and seed) before the run key is computed, so the
+        resolved values are part of the run's fingerprint. Default: the config unchanged."""
+        return config
 
     @classmethod
     def ablation(cls, config: Any) -> str | None:

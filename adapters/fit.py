@@ -50,9 +50,11 @@ def fit_runs(store: Store, method: str, dataset: str, m1: str, m2: str, config: 
     cls = METHODS.get(method)
     data = load_paired(store, dataset, m1, m2, data_version)
     done: dict[int, FitOutcome] = {}
+    configs = {}  # seed -> config resolved for that seed (e.g. sizes from that seed's MultiLoReFT run)
     todo = []
     for seed in seeds:
-        existing = find_run(store.runs_dir, method, run_key(method, data, config, seed))
+        configs[seed] = cls.resolve_config(config, store, data, seed)
+        existing = find_run(store.runs_dir, method, run_key(method, data, configs[seed], seed))
         if existing is not None:
             done[seed] = FitOutcome(existing, reused=True)
             if on_done is not None:
@@ -62,29 +64,31 @@ def fit_runs(store: Store, method: str, dataset: str, m1: str, m2: str, config: 
     if jobs > 1 and len(todo) > 1:
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context) as pool:
-            futures = {pool.submit(_fit_in_worker, store.root, method, dataset, m1, m2, config, seed,
-                                   data.manifest_version): seed for seed in todo}
+            futures = {pool.submit(_fit_in_worker, store.root, method, dataset, m1, m2, configs[seed], config,
+                                   seed, data.manifest_version): seed for seed in todo}
             for future in as_completed(futures):
                 done[futures[future]] = FitOutcome(RunEntry.open(future.result()), reused=False)
                 if on_done is not None:
                     on_done(done[futures[future]])
     else:
         for seed in todo:
-            done[seed] = _fit_one(store, cls, method, data, config, seed, progress)
+            done[seed] = _fit_one(store, cls, method, data, configs[seed], config, seed, progress)
             if on_done is not None:
                 on_done(done[seed])
     return [done[seed] for seed in seeds]
 
 
-def _fit_in_worker(root: Path, method: str, dataset: str, m1: str, m2: str, config: Any, seed: int,
-                   data_version: str) -> Path:
+def _fit_in_worker(root: Path, method: str, dataset: str, m1: str, m2: str, config: Any, requested: Any,
+                   seed: int, data_version: str) -> Path:
     store = Store(root)
     data = load_paired(store, dataset, m1, m2, data_version)
-    return _fit_one(store, METHODS.get(method), method, data, config, seed, None).run.path
+    return _fit_one(store, METHODS.get(method), method, data, config, requested, seed, None).run.path
 
 
-def _fit_one(store: Store, cls: type, method: str, data: PairedFeatures, config: Any, seed: int,
+def _fit_one(store: Store, cls: type, method: str, data: PairedFeatures, config: Any, requested: Any, seed: int,
              progress: ProgressFn | None) -> FitOutcome:
+    """``config`` is resolved for this seed; ``requested`` (what the user asked for) names the
+    variant, so per-seed resolved values never split one setup into several."""
     key = run_key(method, data, config, seed)
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     started = time.perf_counter()
@@ -99,8 +103,8 @@ def _fit_one(store: Store, cls: type, method: str, data: PairedFeatures, config:
         "seconds": time.perf_counter() - started, "code_version": code_version(),
         "n_params": sum(p.numel() for p in model.parameters() if p.requires_grad),
         "dims": [data.h1.shape[1], data.h2.shape[1]], "timings": timings,
-        "split_protocol": data.manifest.split_protocol, "ablation": cls.ablation(config),
-        "settings": cls.settings(config), **history,
+        "split_protocol": data.manifest.split_protocol, "ablation": cls.ablation(requested),
+        "settings": cls.settings(requested), **history,
     }
     run = publish_run(store.runs_dir, method, key, record, components, data.valid.numpy(),
                       {k: v.detach() for k, v in model.state_dict().items()})

@@ -105,3 +105,29 @@ def info_nce(anchors: torch.Tensor, candidates: torch.Tensor, temperature: float
         raise ValueError(f"similarity must be 'cosine' or 'dot', not {similarity!r}")
     logits = anchors @ candidates.T / temperature  # (N, N)
     return F.cross_entropy(logits, torch.arange(len(anchors), device=anchors.device))
+
+
+# -- baselines -------------------------------------------------------------------------------------
+def symmetric_info_nce(a: torch.Tensor, b: torch.Tensor, temperature: float) -> torch.Tensor:
+    """CLIP's loss (Radford et al. 2021): ½ [InfoNCE(a → b) + InfoNCE(b → a)], cosine similarity.
+    a, b: (N, r); row i of each is the same sample."""
+    return 0.5 * (info_nce(a, b, temperature) + info_nce(b, a, temperature))
+
+
+def discriminator_loss(joint_logits: torch.Tensor, marginal_logits: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy of a discriminator that labels joint pairs 1 and pairs drawn from the
+    product of marginals 0. Logits: (N, 1) each."""
+    return (F.binary_cross_entropy_with_logits(joint_logits, torch.ones_like(joint_logits))
+            + F.binary_cross_entropy_with_logits(marginal_logits, torch.zeros_like(marginal_logits)))
+
+
+def fooling_loss(joint_logits: torch.Tensor, marginal_logits: torch.Tensor) -> torch.Tensor:
+    """The encoders' side of the adversarial game: the discriminator's loss with the labels
+    flipped, minimised when joint pairs look like marginal ones and vice versa (at the optimum
+    of the game the discriminator outputs ½ everywhere: shared and unique are independent)."""
+    return discriminator_loss(marginal_logits, joint_logits)
+
+
+def latent_norm_penalty(*latents: torch.Tensor) -> torch.Tensor:
+    """Σ_k mean_i ||z_k,i||²: keeps optimised latents from growing to shrink the decoders' weights."""
+    return sum(z.pow(2).sum(1).mean() for z in latents)

@@ -25,10 +25,15 @@ def ablation_of(record: dict[str, Any]) -> str | None:
     return ", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
 
 
-def variant_of(record: dict[str, Any]) -> str:
-    """``method``, ``method (ablation)``, and ``… [key=value, …]`` for non-default settings."""
+def paper_row_of(record: dict[str, Any]) -> str:
+    """``method`` or ``method (ablation)``: the row a run belongs to in one of the paper's tables."""
     ablation = ablation_of(record)
-    name = f"{record['method']} ({ablation})" if ablation else record["method"]
+    return f"{record['method']} ({ablation})" if ablation else record["method"]
+
+
+def variant_of(record: dict[str, Any]) -> str:
+    """``paper_row_of`` plus ``[key=value, …]`` for the run's other non-default settings."""
+    name = paper_row_of(record)
     settings = record.get("settings") or {}
     if settings:
         name += " [" + ", ".join(f"{k}={_setting(v)}" for k, v in sorted(settings.items())) + "]"

@@ -21,6 +21,7 @@ from rich.table import Table
 from mmpipe.adapters import METHODS
 from mmpipe.adapters.fit import FitOutcome, fit_runs
 from mmpipe.evaluate import latex, markdown, terminal
+from mmpipe.evaluate import reproduce as reproduction
 from mmpipe.evaluate.paper_comparison import paper_comparison_table
 from mmpipe.evaluate.plots import plot_run
 from mmpipe.evaluate.probes import ProbeConfig, probe_run, probe_runs
@@ -515,6 +516,59 @@ def extract(
         if not allow_failures:
             raise typer.Exit(1)
     out.print(f"{entry.name} {entry.fingerprint} in {store.root}", markup=False, highlight=False)
+
+
+# -- reproduce -----------------------------------------------------------------------------------
+@app.command()
+@user_errors
+def reproduce(
+    ctx: typer.Context,
+    table: Annotated[str, typer.Argument(help="table1, table3a, table4, table5, table6 or table7.")],
+    seeds: Annotated[int, typer.Option("--seeds", help="Number of seeds (0..N-1), one run each.")] = 4,
+    n: Annotated[int, typer.Option("--n", help="Samples per simulation.")] = 10_000,
+    fmt: Annotated[str, typer.Option("--format", help="terminal, markdown or latex.")] = "terminal",
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write the table to this file.")] = None,
+    max_epochs: Annotated[int | None, typer.Option("--max-epochs", help="Cap every epoch limit (a quick look; "
+                                                   "the paper's tables use the defaults).")] = None,
+) -> None:
+    """Reproduce one of the paper's tables on Simulation I/II: simulate, fit every method × seed it
+    needs (reusing stored runs), probe, and print ours beside the paper's numbers."""
+    import time
+
+    spec = reproduction.spec_of(table)
+    if fmt not in REPORT_FORMATS:
+        raise UserError(f"unknown --format {fmt!r}; valid: {', '.join(REPORT_FORMATS)}")
+    if seeds < 1 or n < 20:
+        raise UserError("--seeds must be at least 1 and --n at least 20")
+    store = _store(ctx, create=True)
+    started = time.perf_counter()
+    versions = {}
+    for dataset in spec.datasets:
+        config = DATASETS.get(dataset).Config(n=n)
+        versions[dataset] = run_simulation(store, dataset, config).manifest_version
+    with err.status(f"reproducing {table}") as status:
+        runs = reproduction.fit_table(store, spec, list(range(seeds)), versions, max_epochs, progress=status.update)
+        probed = reproduction.probe_missing(store, runs, progress=status.update)
+    ours = reproduction.our_values(store, runs)
+    result = reproduction.comparison_table(spec, ours)
+    lines = reproduction.pattern_lines(spec, ours)
+    result = dataclasses.replace(result, notes=result.notes + lines)
+    err.print(f"{len(runs)} runs ({probed} newly probed) in {time.perf_counter() - started:.0f} s",
+              markup=False, highlight=False)
+    if fmt == "terminal" and out_file is None:
+        out.print(terminal.render_table(result))
+        return
+    if fmt == "terminal":
+        with out_file.open("w") as handle:
+            Console(file=handle, width=240, no_color=True).print(terminal.render_table(result))
+    else:
+        text = (latex if fmt == "latex" else markdown).render_document([result])
+        if out_file is None:
+            typer.echo(text, nl=False)
+            return
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(text)
+    err.print(f"{table} written to {out_file}", markup=False, highlight=False)
 
 
 def main() -> None:

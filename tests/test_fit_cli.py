@@ -5,6 +5,7 @@ import pytest
 import zarr
 from typer.testing import CliRunner
 
+from mmpipe.adapters import METHODS
 from mmpipe.pipeline.cli import app
 from mmpipe.store.root import Store
 
@@ -64,7 +65,7 @@ def test_bad_input_exits_2(sim_root, args, message):
 
 def test_unknown_method_and_missing_data(tmp_path, sim_root):
     result = runner.invoke(app, ["--store", str(sim_root), "fit", "nosuch", "--dataset", "sim1"])
-    assert result.exit_code == 2 and "unknown method 'nosuch'; valid: multiloreft" in result.output
+    assert result.exit_code == 2 and f"unknown method 'nosuch'; valid: {', '.join(METHODS.names())}" in result.output
     result = runner.invoke(app, ["--store", str(sim_root), "fit", "multiloreft", "--dataset", "sim2"])
     assert result.exit_code == 2 and "create it with `mmpipe simulate sim2`" in result.output
     result = runner.invoke(app, ["--store", str(sim_root), "fit", "multiloreft", "--dataset", "cremad"])

@@ -1,0 +1,78 @@
+"""What the baselines share: a config base (sizes, optimiser, schedule), input standardisation
+with train statistics, small MLPs, and the `resolve_config` hook that fills the sizes.
+
+Every baseline trains on the same cached tensors as MultiLoReFT, standardised with the train
+mean and std (saved in the checkpoint), with AdamW and validation-based early stopping
+(`adapters/loop.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from mmpipe.adapters.base import AdapterMethod
+from mmpipe.adapters.data import PairedFeatures
+from mmpipe.adapters.sizes import resolve_sizes
+from mmpipe.store.root import Store
+
+
+@dataclass(frozen=True)
+class BaselineConfig:
+    size: Literal["learned", "input"] = "learned"  # see adapters/sizes.py
+    sizes: tuple[int, ...] | None = None  # (r_s, r_m1, r_m2); filled by resolve_config when None
+    sizes_from: str | None = None  # the run (or "input") the sizes came from
+    hidden: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    minibatch_size: int = 256  # not "batch_size": fingerprints drop that name, and it shapes results
+    max_epochs: int = 200
+    patience: int = 20
+    min_rel_improvement: float = 1e-3
+    device: str = "auto"
+
+
+def mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
+    """d_in → hidden → d_out with GELU (the same width and activation as MultiLoReFT's f)."""
+    return nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Linear(hidden, d_out))
+
+
+class Baseline(AdapterMethod):
+    """A baseline method: train-statistics standardisation buffers and size resolution."""
+
+    def __init__(self, dims: tuple[int, int]) -> None:
+        super().__init__()
+        d1, d2 = dims
+        self.dims = dims
+        self.register_buffer("mean1", torch.zeros(d1))
+        self.register_buffer("scale1", torch.ones(d1))
+        self.register_buffer("mean2", torch.zeros(d2))
+        self.register_buffer("scale2", torch.ones(d2))
+
+    @torch.no_grad()
+    def fit_scaler(self, train1: torch.Tensor, train2: torch.Tensor) -> None:
+        self.mean1.copy_(train1.mean(0))
+        self.scale1.copy_(train1.std(0).clamp_min(1e-6))
+        self.mean2.copy_(train2.mean(0))
+        self.scale2.copy_(train2.std(0).clamp_min(1e-6))
+
+    def standardized(self, h1: torch.Tensor, h2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (h1 - self.mean1) / self.scale1, (h2 - self.mean2) / self.scale2
+
+    @classmethod
+    def resolve_config(cls, config: Any, store: Store, data: PairedFeatures, seed: int) -> Any:
+        return resolve_sizes(config, store, data, seed)
+
+    @classmethod
+    def ablation(cls, config: Any) -> str | None:
+        """Sizes fixed to the input dimensionality (paper Table 4) are reported apart."""
+        return "input size" if config.size == "input" else None
+
+    @classmethod
+    def from_state(cls, config: Any, dims: tuple[int, int], state: dict[str, torch.Tensor]) -> Baseline:
+        model = cls(config, dims)
+        model.load_state_dict(state)
+        return model

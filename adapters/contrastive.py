@@ -1,0 +1,95 @@
+"""Contrastive fine-tuning, CLIP-style (Radford et al. 2021), the MultiLoReFT paper's
+"contrastive learning" baseline (§4.1: "pulling paired modalities closer and unpaired samples
+further"; Table 3b compares its per-modality representations c_i with the inputs h_i).
+**Self-supervised**: no label is used; val rows select the epoch.
+
+A projection head per modality onto a common width w, trained with the symmetric InfoNCE over the
+minibatch (cosine similarity, temperature τ = 0.07)::
+
+    c_i = g_i(h_i) ∈ R^w,    L = ½ [InfoNCE(c_1 → c_2) + InfoNCE(c_2 → c_1)]
+
+w = max(r_s + r_m1, r_s + r_m2): as wide as the wider modality's MultiLoReFT representation
+(adapters/sizes.py). Components: c1, c2 (unnormalised head outputs) and fused = [c1, c2].
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from mmpipe.adapters.base import ProgressFn
+from mmpipe.adapters.baseline import Baseline, BaselineConfig, mlp
+from mmpipe.adapters.data import PairedFeatures
+from mmpipe.adapters.loop import train_epochs
+from mmpipe.adapters.losses import symmetric_info_nce
+from mmpipe.adapters.registry import METHODS
+from mmpipe.adapters.sizes import check_sizes
+from mmpipe.adapters.training import resolve_device, seed_everything, single_cpu_thread
+
+
+@dataclass(frozen=True)
+class ContrastiveConfig(BaselineConfig):
+    temperature: float = 0.07
+
+
+@METHODS.register("contrastive")
+class Contrastive(Baseline):
+    name = "contrastive"
+    description = "Contrastive (CLIP-style) projection heads with symmetric InfoNCE (self-supervised)"
+    Config = ContrastiveConfig
+    component_names = ("c1", "c2", "fused")
+
+    def __init__(self, config: ContrastiveConfig, dims: tuple[int, int]) -> None:
+        super().__init__(dims)
+        r_s, r_m1, r_m2 = check_sizes(config, dims)
+        width = r_s + max(r_m1, r_m2)
+        self.config = config
+        self.head1, self.head2 = mlp(dims[0], config.hidden, width), mlp(dims[1], config.hidden, width)
+
+    def objective(self, h1: torch.Tensor, h2: torch.Tensor) -> torch.Tensor:
+        return symmetric_info_nce(self.head1(h1), self.head2(h2), self.config.temperature)
+
+    @torch.no_grad()
+    def transform(self, h1: torch.Tensor, h2: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.eval()
+        s1, s2 = self.standardized(h1, h2)
+        c1, c2 = self.head1(s1), self.head2(s2)  # (N, w)
+        return {"c1": c1, "c2": c2, "fused": torch.cat([c1, c2], 1)}
+
+    @classmethod
+    def fit(cls, data: PairedFeatures, config: ContrastiveConfig, seed: int,
+            progress: ProgressFn | None = None) -> tuple[Contrastive, dict[str, Any]]:
+        started = time.perf_counter()
+        generator = seed_everything(seed)
+        device = resolve_device(config.device)
+        data = data.to(device)
+        model = cls(config, (data.h1.shape[1], data.h2.shape[1])).to(device)
+        model.fit_scaler(*data.split("train"))
+        train1, train2 = model.standardized(*data.split("train"))
+        val1, val2 = model.standardized(*data.split("val"))
+        optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        batch = min(config.minibatch_size, len(train1))
+
+        def step(index: torch.Tensor) -> float:
+            loss = model.objective(train1[index], train2[index])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            return float(loss.detach())
+
+        def validate() -> float:
+            # in training-sized blocks: InfoNCE grows with the number of negatives
+            blocks = [(s, s + batch) for s in range(0, max(1, len(val1) - batch + 1), batch)]
+            return sum(float(model.objective(val1[a:b], val2[a:b])) for a, b in blocks) / len(blocks)
+
+        with single_cpu_thread(device):
+            history = train_epochs(model, step, len(train1), batch_size=config.minibatch_size,
+                                   max_epochs=config.max_epochs, patience=config.patience,
+                                   min_rel_improvement=config.min_rel_improvement, generator=generator,
+                                   device=device, validate=validate, progress=progress)
+        return model, {"stage_history": [history], "epochs": history["epochs"],
+                       "sizes": list(check_sizes(config, model.dims)),
+                       "timings": {"train_s": time.perf_counter() - started}}

@@ -1,0 +1,276 @@
+"""`mmpipe reproduce`: fit and probe what one of the paper's tables needs on Simulation I/II, and
+lay our numbers beside the paper's (`evaluate/reference.py`).
+
+Each table is a spec: the datasets, the (method, config changes) fits per dataset, and which
+rows / components / label columns it shows. Runs and probe rows already in the store are reused
+(same config and seed = the same run; a run with probe rows in the results DB is not re-probed).
+Baselines are sized by the MultiLoReFT run of the same dataset and seed fitted here (paper §5.1).
+
+Marks, ours against the paper's mean ± std: ``within`` when |ours − paper| ≤ max(std, 0.0005)
+(numbers are printed to three decimals), else ``better`` / ``worse`` in the metric's direction
+(Δ: larger is better); in a component that should not carry the label, ``leaks more`` /
+``leaks less``; ranks are ``higher`` / ``lower``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from mmpipe.adapters.fit import fit_runs
+from mmpipe.adapters.registry import METHODS
+from mmpipe.evaluate.delta import delta, higher_is_better, mean_std
+from mmpipe.evaluate.probes import ProbeConfig, probe_run
+from mmpipe.evaluate.reference import PaperValue, paper_values
+from mmpipe.evaluate.results import paper_row_of, save_probes
+from mmpipe.evaluate.tables import Cell, HeaderGroup, Table, format_mean_std
+from mmpipe.store.errors import UserError
+from mmpipe.store.results import fetch, reading
+from mmpipe.store.root import Store
+from mmpipe.store.runs import RunEntry
+
+DECOUPLING = ("z_s", "z_m1", "z_m2")
+SPLIT4 = ("z_s1", "z_s2", "z_m1", "z_m2")
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    key: str
+    title: str
+    datasets: tuple[str, ...]
+    fits: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]  # (method, config changes), in fit order
+    components: tuple[str, ...]  # rows per variant ("rank" for Table 7)
+    with_delta: bool = False
+    extra_rows: tuple[str, ...] = ()  # variants shown without a paper value
+
+
+ABLATIONS6 = (("use_orth", False), ("use_indep", False), ("use_mi", False), ("weighting", "fixed"))
+SPECS: dict[str, TableSpec] = {s.key: s for s in (
+    TableSpec("table1", "Table 1: decoupling on Simulation I/II", ("sim1", "sim2"),
+              (("multiloreft", ()), ("drimu", ()), ("apollo", ())), DECOUPLING, with_delta=True),
+    TableSpec("table3a", "Table 3a: fused representations, Simulation I joint label", ("sim1",),
+              (("multiloreft", ()), ("apollo", ()), ("drimu", ()), ("late-fusion", ()), ("cross-attention", ()),
+               ("contrastive", ()), ("mult-interactions", ()), ("inputs", ())), ("fused",), extra_rows=("inputs",)),
+    TableSpec("table4", "Table 4: baselines sized to the input dimensionality", ("sim1", "sim2"),
+              (("apollo", (("size", "input"),)), ("drimu", (("size", "input"),))), SPLIT4),
+    TableSpec("table5", "Table 5: pruning and staging ablations", ("sim1", "sim2"),
+              (("multiloreft", ()), ("multiloreft", (("prune", False),)), ("multiloreft", (("staged", False),))),
+              DECOUPLING),
+    TableSpec("table6", "Table 6: loss-term ablations", ("sim1", "sim2"),
+              (("multiloreft", ()), *(("multiloreft", (change,)) for change in ABLATIONS6)), DECOUPLING,
+              with_delta=True),
+    TableSpec("table7", "Table 7: ranks learned by MultiLoReFT", ("sim1", "sim2"), (("multiloreft", ()),), ("rank",)),
+)}
+
+
+def table_names() -> list[str]:
+    return list(SPECS)
+
+
+def spec_of(name: str) -> TableSpec:
+    if name not in SPECS:
+        raise UserError(f"unknown table {name!r}; valid: {', '.join(SPECS)}")
+    return SPECS[name]
+
+
+def capped(config: Any, max_epochs: int | None) -> Any:
+    """Every ``max_epochs*`` field of ``config`` capped at ``max_epochs`` (a quick look; the
+    paper's tables use the defaults)."""
+    if max_epochs is None:
+        return config
+    changes = {f.name: min(getattr(config, f.name), max_epochs) for f in dataclasses.fields(config)
+               if f.name.startswith("max_epochs")}
+    return dataclasses.replace(config, **changes)
+
+
+def fit_table(store: Store, spec: TableSpec, seeds: list[int], versions: dict[str, str],
+              max_epochs: int | None = None, progress: Progress | None = None) -> list[RunEntry]:
+    """Every run the table needs (fitted, or found already published), per dataset and seed."""
+    say = progress or (lambda message: None)
+    runs: list[RunEntry] = []
+    for dataset in spec.datasets:
+        sizes_of: dict[int, RunEntry] = {}  # seed → this table's MultiLoReFT run
+        for method, changes in spec.fits:
+            cls = METHODS.get(method)
+            config = capped(dataclasses.replace(cls.Config(), **dict(changes)), max_epochs)
+            for seed in seeds:
+                seeded = config
+                if getattr(config, "size", None) == "learned" and config.sizes is None:
+                    source = sizes_of.get(seed)
+                    if source is None:
+                        raise UserError(f"{spec.key}: {method} needs a multiloreft fit before it")
+                    ranks = source.record["ranks"]
+                    seeded = dataclasses.replace(config, sizes=tuple(int(ranks[c]["final"]) for c in DECOUPLING),
+                                                 sizes_from=source.run_id)
+                say(f"{spec.key}: {method}{' ' + str(dict(changes)) if changes else ''} on {dataset}, seed {seed}")
+                [outcome] = fit_runs(store, method, dataset, "m1", "m2", seeded, [seed], versions[dataset],
+                                     progress=lambda message, m=method, s=seed: say(f"{m} seed {s}: {message}"))
+                if method == "multiloreft" and not changes:
+                    sizes_of[seed] = outcome.run
+                runs.append(outcome.run)
+    return runs
+
+
+def probe_missing(store: Store, runs: list[RunEntry], progress: Progress | None = None) -> int:
+    """Probe (all components × labels) the runs that have no probe rows yet; returns how many."""
+    done: set[str] = set()
+    if store.results_db.exists():
+        with reading(store.results_db) as conn:
+            done = {r["run_id"] for r in fetch(conn, "SELECT DISTINCT run_id FROM probes")}
+    todo = [run for run in runs if run.run_id not in done]
+    for index, run in enumerate(todo, 1):
+        if progress is not None:
+            progress(f"probing [{index}/{len(todo)}] {run.run_id}")
+        save_probes(store, run, probe_run(store, run, ProbeConfig()))
+    return len(todo)
+
+
+@dataclass(frozen=True)
+class Ours:
+    mean: float
+    std: float | None
+    n: int
+
+
+def our_values(store: Store, runs: list[RunEntry]) -> dict[tuple[str, str, str, str, str], Ours]:
+    """(dataset, variant, component, label, metric) → mean ± std over seeds of exactly ``runs``;
+    component "delta" per seed first; "rank" from the run records."""
+    ids = [r.run_id for r in runs]
+    with reading(store.results_db) as conn:
+        rows = fetch(conn, "SELECT run_id, component, label, metric, value FROM probes WHERE list_contains(?, run_id)",
+                     [ids])
+        owners = {(r["dataset"], r["label"]): r["owner"] for r in fetch(conn, "SELECT * FROM labels")}
+    by_run = {r.run_id: r for r in runs}
+    values: dict[tuple, list[float]] = defaultdict(list)
+    scores: dict[tuple, dict[str, float]] = defaultdict(dict)  # (run, label, metric) → component → value
+    for row in rows:
+        run = by_run[row["run_id"]]
+        dataset, variant = run.record["dataset"], paper_row_of(run.record)
+        values[(dataset, variant, row["component"], row["label"], row["metric"])].append(row["value"])
+        scores[(row["run_id"], row["label"], row["metric"])][row["component"]] = row["value"]
+    for (run_id, label, metric), by_component in scores.items():
+        run = by_run[run_id]
+        dataset = run.record["dataset"]
+        owner = owners.get((dataset, label))
+        if metric in ("accuracy", "mse") and owner is not None:
+            value = delta(owner, metric, by_component)
+            if value is not None:
+                values[(dataset, paper_row_of(run.record), "delta", label, metric)].append(value)
+    for run in runs:
+        for component, rank in (run.record.get("ranks") or {}).items():
+            values[(run.record["dataset"], paper_row_of(run.record), component, "rank", "rank")].append(rank["final"])
+    out = {}
+    for key, series in values.items():
+        summary = mean_std([float(v) for v in series])
+        out[key] = Ours(summary.mean, summary.std, summary.n)
+    return out
+
+
+# owners of the Simulation I/II labels the tables show (pipeline/datasets/sim1.py, sim2.py)
+OWNER = {("sim1", "y_s"): "shared", ("sim1", "y_m1"): "m1", ("sim1", "y_m2"): "m2", ("sim1", "y_cond"): "joint",
+         ("sim2", "z1"): "shared", ("sim2", "z3"): "m1"}
+OWNING = {"shared": ("z_s", "z_s1", "z_s2"), "m1": ("z_m1",), "m2": ("z_m2",)}
+
+
+def owns(component: str, dataset: str, label: str) -> bool:
+    """Whether ``component`` should carry ``label`` (Δ, fused and ranks count as owning)."""
+    owner = OWNER.get((dataset, label))
+    return owner not in OWNING or component not in DECOUPLING + SPLIT4 or component in OWNING[owner]
+
+
+def mark(ours: float, paper: PaperValue) -> str:
+    """within / better / worse (higher / lower for ranks), see the module docstring. A component
+    that should *not* carry the label is marked ``leaks more`` / ``leaks less`` instead: scoring
+    better there means more leakage, not a better method."""
+    if abs(ours - paper.mean) <= max(paper.std, 0.0005):
+        return "within"
+    if paper.metric == "rank":
+        return "higher" if ours > paper.mean else "lower"
+    larger_is_better = paper.component == "delta" or higher_is_better(paper.metric)
+    improved = (ours > paper.mean) == larger_is_better
+    if not owns(paper.component, paper.dataset, paper.label):
+        return "leaks more" if improved else "leaks less"
+    return "better" if improved else "worse"
+
+
+def _columns(papers: list[PaperValue]) -> list[tuple[str, str, str]]:
+    seen: dict[tuple[str, str, str], None] = {}
+    for p in papers:
+        seen.setdefault((p.dataset, p.label, p.metric), None)
+    return list(seen)
+
+
+def comparison_table(spec: TableSpec, ours: dict[tuple, Ours]) -> Table:
+    """Rows variant × component (+ Δ); two columns per label: ours [mark] and the paper's."""
+    papers = paper_values(spec.key)
+    paper_of = {(p.dataset, p.row, p.component, p.label, p.metric): p for p in papers}
+    columns = _columns(papers)
+    variants = list(dict.fromkeys([p.row for p in papers] + list(spec.extra_rows)))
+    components = list(spec.components) + (["delta"] if spec.with_delta else [])
+    if spec.key == "table7":
+        components = list(DECOUPLING)
+    rows, rule_before = [], set()
+    for variant in variants:
+        rule_before.add(len(rows))
+        for index, component in enumerate(components):
+            row = [Cell(variant if index == 0 else ""), Cell("Δ" if component == "delta" else component)]
+            for dataset, label, metric in columns:
+                found = ours.get((dataset, variant, component, label, metric))
+                paper = paper_of.get((dataset, variant, component, label, metric))
+                digits = 2 if metric == "rank" else 3
+                text = "—" if found is None else format_mean_std(found.mean, found.std, digits)
+                if found is not None and paper is not None:
+                    text += f" [{mark(found.mean, paper)}]"
+                row += [Cell(text), Cell("—" if paper is None else format_mean_std(paper.mean, paper.std, digits))]
+            rows.append(row)
+    headers, groups = ["Model", "Rep."], [HeaderGroup("", 2)]
+    for dataset, label, metric in columns:
+        headers += ["ours", "paper"]
+        groups.append(HeaderGroup(f"{dataset} {label} ({metric})", 2))
+    seeds = sorted({v.n for v in ours.values()})
+    notes = [f"Ours: mean ± std over {', '.join(map(str, seeds))} seed(s); paper: as printed in the paper. "
+             "[within]: inside the paper's ± std (or 0.0005); [better]/[worse] in the metric's direction "
+             "(Δ: larger is better); [leaks more]/[leaks less] in a component that should not carry the label."]
+    caption = "Our reproduction beside the paper's numbers."
+    return Table(spec.key, spec.title, caption, headers, rows, groups, frozenset(rule_before), notes)
+
+
+def pattern_lines(spec: TableSpec, ours: dict[tuple, Ours]) -> list[str]:
+    """Per label: which methods carry it best in the component that owns it, and which method has
+    the largest Δ — ours and the paper's (the paper's claims in §5.1)."""
+    if spec.key not in ("table1", "table5", "table6"):
+        return []
+    papers = paper_values(spec.key)
+    owner_component = {key: OWNING[owner][0] for key, owner in OWNER.items() if owner in OWNING}
+    variants = list(dict.fromkeys(p.row for p in papers))
+    lines = []
+    for dataset, label, metric in _columns(papers):
+        right = owner_component[(dataset, label)]
+        mine = {(v, c): o.mean for (d, v, c, la, m), o in ours.items() if (d, la, m) == (dataset, label, metric)}
+        theirs = {(p.row, p.component): p.mean for p in papers if (p.dataset, p.label, p.metric)
+                  == (dataset, label, metric)}
+        ours_ok = [v for v in variants if _meets(mine, v, right, higher_is_better(metric))]
+        paper_ok = [v for v in variants if _meets(theirs, v, right, higher_is_better(metric))]
+        line = (f"{dataset} {label}: right component ({right}) best — ours: {', '.join(ours_ok) or 'none'}; "
+                f"paper: {', '.join(paper_ok) or 'none'}")
+        if spec.with_delta:
+            ours_delta = {v: mine[(v, "delta")] for v in variants if (v, "delta") in mine}
+            paper_delta = {v: theirs[(v, "delta")] for v in variants if (v, "delta") in theirs}
+            if ours_delta and paper_delta:
+                line += (f". Largest Δ — ours: {max(ours_delta, key=ours_delta.get)}; "
+                         f"paper: {max(paper_delta, key=paper_delta.get)}")
+        lines.append(line)
+    return lines
+
+
+def _meets(values: dict[tuple[str, str], float], variant: str, right: str, higher: bool) -> bool:
+    """The owning component scores best (ties at three decimals count)."""
+    scores = [values.get((variant, c)) for c in DECOUPLING]
+    if any(v is None for v in scores):
+        return False
+    best = max(scores) if higher else min(scores)
+    return round(values[(variant, right)], 3) == round(best, 3)

@@ -1,0 +1,166 @@
+"""Every registered adapter method gets the same checks: component names and shapes, finite
+gradients, it can overfit a tiny batch, checkpoint round trip, seeded determinism.
+
+FAST holds a quick config per method; a method registered without an entry fails the suite.
+TRAINING_LOSS says how to compute each method's training objective on a standardised batch (None:
+nothing is trained).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+import pytest
+import torch
+
+from mmpipe.adapters import METHODS
+from mmpipe.adapters.data import PairedFeatures, load_paired
+from mmpipe.adapters.multiloreft import MultiLoReFTConfig
+from mmpipe.adapters.targets import supervised_target
+from mmpipe.adapters.training import single_cpu_thread
+from mmpipe.pipeline.datasets.sim1 import Sim1Config
+from mmpipe.pipeline.simulate import simulate
+from mmpipe.store.root import Store
+
+SIZES = (3, 2, 2)
+_BASE = {"sizes": SIZES, "max_epochs": 3, "minibatch_size": 32, "hidden": 8, "device": "cpu"}
+FAST = {
+    "multiloreft": MultiLoReFTConfig(device="cpu", patience=2, joint_patience=2, max_epochs_shared=2,
+                                     max_epochs_private=2, max_epochs_joint=3, minibatch_size=32, hidden=8),
+    "inputs": METHODS.get("inputs").Config(),
+    "drimu": METHODS.get("drimu").Config(**_BASE),
+    "apollo": METHODS.get("apollo").Config(**_BASE, max_epochs_encoders=3),
+    "late-fusion": METHODS.get("late-fusion").Config(**_BASE),
+    "cross-attention": METHODS.get("cross-attention").Config(**_BASE),
+    "mult-interactions": METHODS.get("mult-interactions").Config(**_BASE),
+    "contrastive": METHODS.get("contrastive").Config(**_BASE),
+}
+
+LossFn = Callable[[torch.nn.Module, PairedFeatures, torch.Tensor], torch.Tensor]  # model, data, train rows → loss
+
+
+def _batch(model, data, rows):
+    train1, train2 = data.split("train")
+    return model.standardized(train1[rows], train2[rows])
+
+
+_TARGETS: dict[int, object] = {}
+
+
+def _supervised(model, data, rows):
+    target = _TARGETS.setdefault(id(data), supervised_target(data, None, torch.device("cpu")))
+    b1, b2 = model.standardized(data.h1[target.train_rows[rows]], data.h2[target.train_rows[rows]])
+    return model.objective(target, target.train_y[rows], b1, b2)
+
+
+TRAINING_LOSS: dict[str, LossFn | None] = {
+    "multiloreft": lambda m, d, r: sum(m.losses(m(*_batch(m, d, r)), *_batch(m, d, r)).values()),
+    "inputs": None,
+    # the encoders' non-adversarial terms: the adversarial one is a game, not a quantity to drive to 0
+    "drimu": lambda m, d, r: (lambda o: o["shared"] + o["rec"])(m.objective(*_batch(m, d, r))),
+    "apollo": lambda m, d, r: m.latent_objective(r, *_batch(m, d, r), noise=0.0)
+    + m.encoder_objective(r, *_batch(m, d, r)),
+    "late-fusion": _supervised,
+    "cross-attention": _supervised,
+    "mult-interactions": _supervised,
+    "contrastive": lambda m, d, r: m.objective(*_batch(m, d, r)),
+}
+
+
+def test_every_registered_method_has_a_fast_config_and_a_loss():
+    assert set(METHODS.names()) == set(FAST), "add the new method to FAST and TRAINING_LOSS"
+    assert set(METHODS.names()) == set(TRAINING_LOSS)
+    for name, config in FAST.items():
+        assert isinstance(config, METHODS.get(name).Config)
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> PairedFeatures:
+    store = Store.open(tmp_path_factory.mktemp("registry") / "store", create=True)
+    simulate(store, "sim1", Sim1Config(n=240))
+    return load_paired(store, "sim1", "m1", "m2")
+
+
+_FITTED: dict[tuple[str, int], tuple] = {}
+
+
+def _fit(name: str, data: PairedFeatures, seed: int = 0):
+    if (name, seed) not in _FITTED:
+        _FITTED[(name, seed)] = METHODS.get(name).fit(data, FAST[name], seed)
+    return _FITTED[(name, seed)]
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_components_have_the_declared_names_and_shapes(name, data):
+    model, history = _fit(name, data)
+    parts = model.transform(data.h1, data.h2)
+    assert tuple(parts) == METHODS.get(name).component_names
+    for component, value in parts.items():
+        assert value.ndim == 2 and value.shape[0] == len(data.h1) and value.shape[1] >= 1, component
+        assert torch.isfinite(value).all(), component
+    assert isinstance(history, dict) and "timings" in history
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_gradients_are_finite(name, data):
+    model, _ = _fit(name, data)
+    loss_fn = TRAINING_LOSS[name]
+    if loss_fn is None:
+        assert not any(p.requires_grad for p in model.parameters())
+        return
+    model = METHODS.get(name).from_state(FAST[name], model.dims, model.state_dict())
+    model.train()
+    loss = loss_fn(model, data, torch.arange(16))
+    loss.backward()
+    grads = [p.grad for p in model.parameters() if p.grad is not None]
+    assert torch.isfinite(loss) and grads
+    assert all(torch.isfinite(g).all() for g in grads)
+    assert any(g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("name", [n for n in METHODS.names() if TRAINING_LOSS.get(n) is not None])
+def test_overfits_a_tiny_batch(name, data):
+    torch.manual_seed(0)
+    model, _ = _fit(name, data)
+    model = METHODS.get(name).from_state(FAST[name], model.dims, model.state_dict())
+    model.train()
+    rows = torch.arange(16)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    with torch.no_grad():
+        start = float(TRAINING_LOSS[name](model, data, rows))
+    with single_cpu_thread(torch.device("cpu")):
+        for _ in range(80):
+            optimizer.zero_grad()
+            TRAINING_LOSS[name](model, data, rows).backward()
+            optimizer.step()
+    with torch.no_grad():
+        end = float(TRAINING_LOSS[name](model, data, rows))
+    assert end < 0.6 * start, (start, end)
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_state_round_trip(name, data):
+    model, _ = _fit(name, data)
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    again = METHODS.get(name).from_state(FAST[name], model.dims, state)
+    before, after = model.transform(data.h1, data.h2), again.transform(data.h1, data.h2)
+    for component in before:
+        torch.testing.assert_close(after[component], before[component])
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_same_seed_same_result(name, data):
+    first, _ = _fit(name, data, seed=0)
+    second, _ = METHODS.get(name).fit(data, FAST[name], 0)
+    other, _ = _fit(name, data, seed=1)
+    a, b, c = (m.transform(data.h1, data.h2) for m in (first, second, other))
+    for component in a:
+        torch.testing.assert_close(b[component], a[component])
+    if TRAINING_LOSS[name] is not None:
+        assert any(not torch.allclose(a[k], c[k]) for k in a), "another seed should give another model"
+
+
+def test_fast_configs_are_real_configs():
+    for name, config in FAST.items():
+        assert dataclasses.is_dataclass(config) and type(config).__dataclass_params__.frozen, name
