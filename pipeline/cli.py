@@ -19,10 +19,7 @@ from rich.table import Table
 from mmpipe.adapters import METHODS
 from mmpipe.adapters.fit import fit_runs
 from mmpipe.evaluate import latex, markdown, terminal
-from mmpipe.evaluate.plots import plot_run
-from mmpipe.evaluate.probes import ProbeConfig, probe_run
 from mmpipe.evaluate.report import TABLE_KINDS, ReportFilters, build_report, load_report_data
-from mmpipe.evaluate.results import save_probes
 from mmpipe.pipeline.datasets import DATASETS, Simulation
 from mmpipe.pipeline.encoders import ENCODERS
 from mmpipe.pipeline.extract import ExtractOptions
@@ -184,6 +181,9 @@ def probe(
     """Probe every component × label of runs (fit on train, select on val, score on test) into the results DB.
 
     Re-probing a run replaces its rows."""
+    from mmpipe.evaluate.probes import ProbeConfig, probe_run  # scikit-learn: imported only when probing
+    from mmpipe.evaluate.results import save_probes
+
     store = _store(ctx)
     if all_runs == bool(runs):
         raise UserError("give run ids or --all (not both)")
@@ -284,6 +284,8 @@ def plot(
     component: Annotated[list[str] | None, typer.Option(help="Only these components (repeatable).")] = None,
 ) -> None:
     """PCA scatter of each component coloured by each label, and the rank trajectory of the run."""
+    from mmpipe.evaluate.plots import plot_run  # matplotlib: imported only when plotting
+
     store = _store(ctx)
     entry = store.run(run)
     manifest = store.manifest(entry.record["dataset"], entry.record.get("manifest_version"))

@@ -248,7 +248,11 @@ def extract(store: Store, dataset_name: str, dataset_config: Any, encoder: Encod
     modality = choose_modality(dataset, dataset_config, manifest, spec.modality, options.modality)
     column = manifest.modalities[modality]
     version = store.save_manifest(manifest)
-    identity = encoder.weights_identity(weights)
+    if weights is None:
+        identity = encoder.weights_identity(weights)
+    else:  # hashing a local checkpoint reads all of it: memoised while its files' size and mtime hold
+        identity = store.stat_memo.get(f"weights-identity/{encoder.name}", Path(weights),
+                                       lambda: encoder.weights_identity(weights))
     key = feature_key(dataset_name, version, modality, column, spec, identity, options)
     name = f"{dataset_name}.{encoder.name}"
     extras = {f"layer{k}": (spec.layer_dims[k],) for k in options.layers}

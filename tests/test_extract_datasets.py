@@ -174,3 +174,23 @@ def test_moving_a_folder_tree_with_relative_paths_is_not_new_data(tmp_path, tiny
     again = _invoke(tmp_path / "store", "extract", "folder", "--data-dir", str(tmp_path / "renamed"), *args)
     assert again.exit_code == 0 and "nothing to do" in again.output, again.output
     assert Store.open(tmp_path / "store").manifest("folder").table["m2"].tolist() == [f"audio/s{i}.wav" for i in range(3)]
+
+
+def test_local_weights_are_hashed_once_while_unchanged(tmp_path, tiny_weights, monkeypatch):  # noqa: F811
+    from mmpipe.pipeline.encoders import hub
+
+    data = tmp_path / "clips"
+    write_wav(data / "a.wav", 0.3)
+    (data / "samples.csv").write_text("sample_id,m2\na,a.wav\n")
+    weights = tmp_path / "w"
+    shutil.copytree(tiny_weights("wavlm"), weights)
+    hashed = []
+    real = hub.local_identity
+    monkeypatch.setattr(hub, "local_identity", lambda path: hashed.append(path) or real(path))
+    args = ["extract", "folder", "--encoder", "wavlm", "--data-dir", str(data), "--weights", str(weights),
+            "--set", "m1_kind=none", "--workers", "0"]
+    assert _invoke(tmp_path / "store", *args).exit_code == 0 and len(hashed) == 1
+    assert "nothing to do" in _invoke(tmp_path / "store", *args).output and len(hashed) == 1
+    (weights / "config.json").write_text((weights / "config.json").read_text() + " ")  # same model, new bytes
+    again = _invoke(tmp_path / "store", *args)
+    assert len(hashed) == 2 and "written" in again.output  # a changed checkpoint is a new key
