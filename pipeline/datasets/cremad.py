@@ -101,6 +101,8 @@ KNOWN_BROKEN: dict[str, dict[str, str]] = {
 def known_issue(clip: str) -> str:
     """The README's complaint about ``clip`` as one line ("" when none), e.g. "video: no duration"."""
     return "; ".join(f"{kind}: {text}" for kind, text in KNOWN_BROKEN.get(clip, {}).items())
+
+
 _LFS_POINTER = b"version https://git-lfs"
 
 
