@@ -21,12 +21,8 @@ from rich.table import Table
 from mmpipe.adapters import METHODS
 from mmpipe.adapters.fit import FitOutcome, fit_runs
 from mmpipe.evaluate import latex, markdown, terminal
-from mmpipe.evaluate import reproduce as reproduction
 from mmpipe.evaluate.paper_comparison import paper_comparison_table
-from mmpipe.evaluate.plots import plot_run
-from mmpipe.evaluate.probes import ProbeConfig, probe_run, probe_runs
 from mmpipe.evaluate.report import TABLE_KINDS, ReportFilters, build_report, load_report_data
-from mmpipe.evaluate.results import save_probes, variant_of
 from mmpipe.pipeline.datasets import DATASETS, Simulation
 from mmpipe.pipeline.encoders import ENCODERS
 from mmpipe.pipeline.extract import ExtractOptions
@@ -201,6 +197,9 @@ def probe(
     """Probe every component × label of runs (fit on train, select on val, score on test) into the results DB.
 
     Re-probing a run replaces its rows."""
+    from mmpipe.evaluate.probes import ProbeConfig, probe_run  # scikit-learn: imported only when probing
+    from mmpipe.evaluate.results import save_probes
+
     store = _store(ctx)
     if all_runs == bool(runs):
         raise UserError("give run ids or --all (not both)")
@@ -303,6 +302,8 @@ def plot(
     component: Annotated[list[str] | None, typer.Option(help="Only these components (repeatable).")] = None,
 ) -> None:
     """PCA scatter of each component coloured by each label, and the rank trajectory of the run."""
+    from mmpipe.evaluate.plots import plot_run  # matplotlib: imported only when plotting
+
     store = _store(ctx)
     entry = store.run(run)
     manifest = store.manifest(entry.record["dataset"], entry.record.get("manifest_version"))
@@ -384,6 +385,10 @@ def demo(
     overrides: Annotated[list[str] | None, typer.Option("--set", help="MultiLoReFT config field, key=value.")] = None,
 ) -> None:
     """The main job on the embedded default: Simulation I → MultiLoReFT (4 seeds) → probes → tables and plots."""
+    from mmpipe.evaluate.plots import plot_run  # scikit-learn and matplotlib: imported only when used
+    from mmpipe.evaluate.probes import probe_runs
+    from mmpipe.evaluate.results import save_probes, variant_of
+
     seed_list = _seeds(seeds)
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, not {jobs}")
@@ -426,7 +431,6 @@ def demo(
 def _split_overrides(dataset_config: Any, encoder_options: Any, overrides: list[str]) -> tuple[list, list, list]:
     """Route each --set key=value to the dataset config, the encoder options or the engine
     (``modality``); ``dataset.key`` / ``encoder.key`` disambiguate a key both have."""
-    import dataclasses
 
     dataset_keys = {f.name for f in dataclasses.fields(dataset_config)}
     encoder_keys = {f.name for f in dataclasses.fields(encoder_options)}
@@ -533,7 +537,7 @@ def reproduce(
 ) -> None:
     """Reproduce one of the paper's tables on Simulation I/II: simulate, fit every method × seed it
     needs (reusing stored runs), probe, and print ours beside the paper's numbers."""
-    import time
+    from mmpipe.evaluate import reproduce as reproduction  # scikit-learn: imported only when used
 
     spec = reproduction.spec_of(table)
     if fmt not in REPORT_FORMATS:

@@ -15,7 +15,8 @@ is loaded and every *pending* chunk of rows is computed:
 - a chunk is written as soon as its last batch is encoded; its progress marker goes last, so a
   process killed at any moment loses at most the chunk in flight.
 
-Rows whose media fail to decode are recorded (sample_id, error) and masked (valid=False).
+Rows whose media fail to decode, and rows the dataset declares absent or known broken
+(``Dataset.unusable_media``), are recorded (sample_id, error) and masked (valid=False).
 """
 
 from __future__ import annotations
@@ -110,15 +111,18 @@ class Item:
 
 
 class RowDataset(torch.utils.data.Dataset):
-    """Row index -> decoded, preprocessed inputs (or the error that stopped it)."""
+    """Row index -> decoded, preprocessed inputs (or the error that stopped it). Rows the dataset
+    declares unusable (``known``: row -> reason) fail with that reason, without being opened."""
 
-    def __init__(self, sources: list[Any], preparer: Any) -> None:
-        self.sources, self.preparer = sources, preparer
+    def __init__(self, sources: list[Any], preparer: Any, known: dict[int, str] | None = None) -> None:
+        self.sources, self.preparer, self.known = sources, preparer, known or {}
 
     def __len__(self) -> int:
         return len(self.sources)
 
     def __getitem__(self, row: int) -> Item:
+        if row in self.known:
+            return Item(row, None, self.known[row], 0.0)
         started = time.perf_counter()
         try:
             inputs = self.preparer(self.sources[row])
@@ -169,12 +173,14 @@ class BatchPlan:
     """The batch sampler: plans each pending chunk only when the loader reaches it (lengths come
     from file headers, so a huge dataset starts at once)."""
 
-    def __init__(self, chunks: list[tuple[int, range]], sources: list[Any], preparer: Any, batch_size: int) -> None:
+    def __init__(self, chunks: list[tuple[int, range]], sources: list[Any], preparer: Any, batch_size: int,
+                 known: dict[int, str] | None = None) -> None:
         self.chunks, self.sources, self.preparer, self.batch_size = chunks, sources, preparer, batch_size
+        self.known = known or {}
 
     def __iter__(self) -> Iterator[list[int]]:
         for _, rows in self.chunks:
-            lengths = [self.preparer.length(self.sources[r]) for r in rows]
+            lengths = [0 if r in self.known else self.preparer.length(self.sources[r]) for r in rows]
             yield from plan_chunk(rows, lengths, self.batch_size)
 
     def __len__(self) -> int:
@@ -206,11 +212,15 @@ def _autocast(device: torch.device) -> tuple[Any, str]:
     return torch.autocast("cuda", dtype=dtype), str(dtype).removeprefix("torch.")
 
 
-def media_sources(values: list[Any], kind: str, dataset_config: Any) -> list[Any]:
-    """Texts as they are; media paths relative to the dataset's ``data_dir`` (when it has one) made absolute."""
+def media_sources(values: list[Any], kind: str, root: Path | None) -> list[Any]:
+    """Texts as they are; media paths relative to ``root`` (the dataset's media root) made absolute.
+
+    Manifests hold relative paths, so the fingerprint does not depend on where the tree lies;
+    only here, at read time, does the location enter.
+    """
     if kind == "text":
         return values
-    base = Path(getattr(dataset_config, "data_dir", "") or ".")
+    base = root if root is not None else Path(".")
     return [str(base / v) if isinstance(v, str) and v and not Path(v).is_absolute() else v for v in values]
 
 
@@ -238,7 +248,11 @@ def extract(store: Store, dataset_name: str, dataset_config: Any, encoder: Encod
     modality = choose_modality(dataset, dataset_config, manifest, spec.modality, options.modality)
     column = manifest.modalities[modality]
     version = store.save_manifest(manifest)
-    identity = encoder.weights_identity(weights)
+    if weights is None:
+        identity = encoder.weights_identity(weights)
+    else:  # hashing a local checkpoint reads all of it: memoised while its files' size and mtime hold
+        identity = store.stat_memo.get(f"weights-identity/{encoder.name}", Path(weights),
+                                       lambda: encoder.weights_identity(weights))
     key = feature_key(dataset_name, version, modality, column, spec, identity, options)
     name = f"{dataset_name}.{encoder.name}"
     extras = {f"layer{k}": (spec.layer_dims[k],) for k in options.layers}
@@ -252,13 +266,16 @@ def extract(store: Store, dataset_name: str, dataset_config: Any, encoder: Encod
         encoder.load(device, weights)
         load_s = time.perf_counter() - started
         preparer = encoder.preparer()
-        sources = media_sources(manifest.table[column].tolist(), spec.modality, dataset_config)
+        sources = media_sources(manifest.table[column].tolist(), spec.modality,
+                                dataset.media_root(dataset_config, modality))
+        known = dataset.unusable_media(manifest, modality)
         sample_ids = manifest.table["sample_id"].tolist()
         chunks = [(index, range(*writer.chunk_bounds(index))) for index in pending]
         timings = {"load_s": load_s, "decode_s": 0.0, "wait_s": 0.0, "forward_s": 0.0, "write_s": 0.0}
         autocast, precision = _autocast(device)
         loader = DataLoader(
-            RowDataset(sources, preparer), batch_sampler=BatchPlan(chunks, sources, preparer, options.batch_size),
+            RowDataset(sources, preparer, known),
+            batch_sampler=BatchPlan(chunks, sources, preparer, options.batch_size, known),
             collate_fn=Collate(preparer), num_workers=options.num_workers, pin_memory=device.type == "cuda",
             worker_init_fn=_single_thread_worker if options.num_workers else None,
             prefetch_factor=4 if options.num_workers else None)

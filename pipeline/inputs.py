@@ -14,8 +14,6 @@ from typing import Any
 import numpy as np
 import torch
 from PIL import Image
-from torchvision.transforms._presets import VideoClassification
-from torchvision.transforms.functional import InterpolationMode
 
 from mmpipe.pipeline.decode import DecodeError, audio_length, decode_audio, decode_image, decode_video
 from mmpipe.pipeline.encoders.base import (
@@ -60,6 +58,10 @@ class VideoInput:
         return 0  # every clip becomes the same (C, T, H, W): nothing to bucket
 
     def __call__(self, source: Any) -> dict[str, torch.Tensor]:
+        # imported here: torchvision.transforms pulls in torchvision.models, slow for non-video runs
+        from torchvision.transforms._presets import VideoClassification
+        from torchvision.transforms.functional import InterpolationMode
+
         frames = decode_video(Path(source), self.pre.frames)  # (T, H, W, 3) uint8
         transform = VideoClassification(crop_size=self.pre.crop, resize_size=self.pre.resize, mean=self.pre.mean,
                                         std=self.pre.std, interpolation=InterpolationMode(self.pre.interpolation))

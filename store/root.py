@@ -7,6 +7,7 @@
     <root>/features/<dataset>.<feature>/<fingerprint>/   Zarr entries (see store/features.py)
     <root>/runs/<method>/<fingerprint>/              adapter runs (checkpoint, components)
     <root>/results.duckdb                            probe scores and run rows
+    <root>/cache/stat-memo.json                      memoised file hashes (see store/statmemo.py)
 
 The root comes from ``--store`` or ``MMPIPE_STORE``; default ``./mmpipe-store``.
 """
@@ -28,6 +29,7 @@ from mmpipe.store.features import FeatureEntry, FeatureWriter
 from mmpipe.store.fingerprint import differing_fields, fingerprint, key_material
 from mmpipe.store.manifest import Manifest, read_manifest, write_manifest
 from mmpipe.store.runs import RunEntry, get_run, list_runs
+from mmpipe.store.statmemo import StatMemo
 
 DEFAULT_ROOT = "mmpipe-store"
 ENV_VAR = "MMPIPE_STORE"
@@ -89,6 +91,10 @@ class Store:
     @property
     def results_db(self) -> Path:
         return self.root / "results.duckdb"
+
+    @property
+    def stat_memo(self) -> StatMemo:
+        return StatMemo(self.root / "cache" / "stat-memo.json")
 
     # -- manifests -----------------------------------------------------------------------------
     def save_manifest(self, manifest: Manifest) -> str:

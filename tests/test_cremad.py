@@ -174,3 +174,19 @@ def test_missing_or_wrong_data_dir(tmp_path):
         Cremad().manifest(CremadConfig())
     with pytest.raises(UserError, match="is not a directory"):
         _manifest(tmp_path / "nope")
+
+
+def test_unusable_media_per_modality(small_tree):
+    clips = sorted(p.stem for p in (small_tree / "VideoFlash").glob("*.flv"))
+    (small_tree / "VideoFlash" / f"{clips[0]}.flv").unlink()
+    for clip in ("1076_MTI_NEU_XX", "1076_MTI_SAD_XX"):
+        write_wav(small_tree / "AudioWAV" / f"{clip}.wav", 0.1)
+        shutil.copyfile(small_tree / "VideoFlash" / f"{clips[1]}.flv", small_tree / "VideoFlash" / f"{clip}.flv")
+    manifest = _manifest(small_tree)
+    ids = manifest.table["sample_id"].tolist()
+    video = {ids[row]: why for row, why in Cremad().unusable_media(manifest, "m1").items()}
+    audio = {ids[row]: why for row, why in Cremad().unusable_media(manifest, "m2").items()}
+    assert set(video) == {clips[0], "1076_MTI_NEU_XX", "1076_MTI_SAD_XX"}
+    assert video[clips[0]].startswith("missing: no VideoFlash/") and "known broken" in video["1076_MTI_SAD_XX"]
+    assert audio == {"1076_MTI_SAD_XX": "known broken (CREMA-D README): audio: no audio, very short"}
+    assert all(kind in ("video", "audio") for issues in KNOWN_BROKEN.values() for kind in issues)

@@ -81,8 +81,11 @@ def test_real_dataset_against_its_synthetic_tree(name, tmp_path):
     for modality, column in manifest.modalities.items():
         values = table[column]
         assert values.map(lambda v: isinstance(v, str) and v != "").all()
-        if cls.modalities[modality] not in TEXT_MODALITIES:  # media paths resolve against data_dir
-            assert all((Path(config.data_dir) / v).is_file() for v in values), f"{name} {modality}"
+        if cls.modalities[modality] not in TEXT_MODALITIES:  # relative media paths resolve against the media root
+            root = cls().media_root(config, modality)
+            assert root is not None and all(not Path(v).is_absolute() and (root / v).is_file() for v in values), \
+                f"{name} {modality}"
+            assert cls().unusable_media(manifest, modality) == {}  # a complete, healthy tree
     for label in manifest.labels:
         assert table[label.name].notna().all(), f"{name}: label {label.name} has missing values"
     # the default split never lets a group span splits

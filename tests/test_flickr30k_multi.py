@@ -60,8 +60,10 @@ def test_default_pairs_each_image_once_with_a_balanced_english_or_french_caption
         expected = _expected_captions(listing, lang)
         rows = table[table["language"] == lang]
         assert rows["caption"].tolist() == [expected[Path(p).name] for p in rows["image_path"]]
-    assert all((root / p).is_file() for p in table["image_path"]) and table["has_image"].all()
-    assert table["image_path"].str.startswith("images/").all()
+    image_root = Flickr30kMulti().media_root(Flickr30kMultiConfig(data_dir=str(root)), "m1")
+    assert image_root == root / "images" and Flickr30kMulti().media_root(Flickr30kMultiConfig(), "m2") is None
+    assert all((image_root / p).is_file() for p in table["image_path"]) and table["has_image"].all()
+    assert not table["image_path"].str.contains("/").any()  # relative to image_dir, never absolute
     assert manifest.split_protocol == ("official Multi30k files train=train, val=val, test=test_2016_flickr; "
                                        "one caption per image, languages en/fr dealt in turn, seed 0")
     assert (table["sample_id"] == table["source_file"] + "/" + table["group"] + "/" + table["language"]).all()
@@ -110,12 +112,13 @@ def test_other_languages_and_three_way_dealing(built):
 def test_image_dir_inside_or_outside_data_dir(tmp_path):
     data, outside = tmp_path / "multi30k", tmp_path / "flickr30k-images"
     make_multi30k_tree(data, {"train": 3, "val": 3, "test_2016_flickr": 3}, image_dir=outside)
-    table = _manifest(data, image_dir=str(outside)).table
-    assert all(Path(p).is_absolute() and Path(p).is_file() for p in table["image_path"])
+    outside_manifest = _manifest(data, image_dir=str(outside))
+    assert all((outside / p).is_file() for p in outside_manifest.table["image_path"])
     shutil.move(outside, data / "flickr30k-images")
-    relative = _manifest(data, image_dir="flickr30k-images").table
-    assert relative["image_path"].str.startswith("flickr30k-images/").all()
-    assert all((data / p).is_file() for p in relative["image_path"])
+    inside = _manifest(data, image_dir="flickr30k-images")
+    root = Flickr30kMulti().media_root(Flickr30kMultiConfig(data_dir=str(data), image_dir="flickr30k-images"), "m1")
+    assert root == data / "flickr30k-images" and all((root / p).is_file() for p in inside.table["image_path"])
+    assert inside.version() == outside_manifest.version()  # where the images lie is not part of the data
 
 
 def test_missing_images_keep_their_rows_but_an_empty_image_dir_is_an_error(fresh):

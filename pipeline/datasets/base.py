@@ -8,6 +8,7 @@ the network. A *simulation* also generates its two modality feature arrays direc
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -26,6 +27,24 @@ class Dataset(ABC):
     @abstractmethod
     def manifest(self, config: Any) -> Manifest:
         """Build the manifest for ``config``."""
+
+    def media_root(self, config: Any, modality: str) -> Path | None:
+        """The directory that relative media paths of ``modality`` are relative to (None: the cwd).
+
+        Manifests store media paths relative to this root, never absolute ones, so moving a data
+        tree leaves the manifest version, hence every feature fingerprint, unchanged.
+        """
+        data_dir = getattr(config, "data_dir", "")
+        return Path(data_dir).expanduser() if data_dir else None
+
+    def unusable_media(self, manifest: Manifest, modality: str) -> dict[int, str]:
+        """Rows whose ``modality`` media is known to be absent or broken -> why.
+
+        The extraction engine records these rows as failures and masks them without decoding.
+        It must read only the manifest (whose version is in the feature key), so the same
+        manifest always masks the same rows.
+        """
+        return {}
 
 
 class Simulation(Dataset):

@@ -28,11 +28,13 @@ Labels and the component that should carry them (our reading of the paper):
 
 Columns: ``sample_id`` = clip name, ``group`` = actor id (string), the labels above, the media
 paths ``video_path`` / ``audio_path`` (relative to ``data_dir``), ``has_video`` / ``has_audio``,
-``known_broken`` and ``known_issue``.
+``video_bytes`` / ``audio_bytes`` (file sizes, 0 when absent), ``known_broken`` and ``known_issue``.
 
-Known-broken clips, flagged and **kept** (``known_broken``; dropping them is the analyst's
-choice). Source: the dataset's README (github.com/CheyneyComputerScience/CREMA-D, sections
-"Video Files" and "Audio Files"; the clips were reported by ruanxiu520):
+Known-broken clips keep their manifest rows, flagged (``known_broken``); the extraction engine
+masks them (``valid`` False, recorded as failures) in the broken modality only, without decoding
+(:meth:`Cremad.unusable_media`), so adapters and probes never train on them. Source: the
+dataset's README (github.com/CheyneyComputerScience/CREMA-D, sections "Video Files" and "Audio
+Files"; the clips were reported by ruanxiu520):
 
 - 1076_MTI_NEU_XX: FLV very short with no audio (the WAV is fine)
 - 1076_MTI_SAD_XX: FLV error picture, very short, no audio; the WAV has no audio either
@@ -86,12 +88,21 @@ EMOTIONS = {"ANG": "anger", "DIS": "disgust", "FEA": "fear", "HAP": "happy", "NE
 LEVELS = {"LO": "low", "MD": "medium", "HI": "high", "XX": "unspecified"}
 CLIP_NAME = re.compile(r"^(\d{4})_([A-Z]{3})_([A-Z]{3})_([A-Z]{2})$")
 
-KNOWN_BROKEN = {
-    "1076_MTI_NEU_XX": "video: very short, no audio track (WAV fine)",
-    "1076_MTI_SAD_XX": "video: error picture, very short; audio: no audio, very short",
-    "1064_TIE_SAD_XX": "video: no duration",
-    "1064_IEO_DIS_MD": "video: one minute long, every emotion of the IEO sentence",
+# clip -> {modality kind: what is wrong}. The WAVs of the 1064 clips have ordinary lengths
+# (3.3 s and 4.1 s in AudioWAV_sizes.tsv): the README's complaint is about the FLV and the MP3.
+KNOWN_BROKEN: dict[str, dict[str, str]] = {
+    "1076_MTI_NEU_XX": {"video": "very short, no audio track (WAV fine)"},
+    "1076_MTI_SAD_XX": {"video": "error picture, very short", "audio": "no audio, very short"},
+    "1064_TIE_SAD_XX": {"video": "no duration"},
+    "1064_IEO_DIS_MD": {"video": "one minute long, every emotion of the IEO sentence"},
 }
+
+
+def known_issue(clip: str) -> str:
+    """The README's complaint about ``clip`` as one line ("" when none), e.g. "video: no duration"."""
+    return "; ".join(f"{kind}: {text}" for kind, text in KNOWN_BROKEN.get(clip, {}).items())
+
+
 _LFS_POINTER = b"version https://git-lfs"
 
 
@@ -215,8 +226,11 @@ class Cremad(Dataset):
             "audio_path": [f"{AUDIO_DIR}/{c}.wav" for c in clips],
             "has_video": [c in video for c in clips],
             "has_audio": [c in audio for c in clips],
+            # sizes make a re-encoded copy a new manifest version while a moved tree stays the same one
+            "video_bytes": np.array([video.get(c, 0) for c in clips], dtype=np.int64),
+            "audio_bytes": np.array([audio.get(c, 0) for c in clips], dtype=np.int64),
             "known_broken": [c in KNOWN_BROKEN for c in clips],
-            "known_issue": [KNOWN_BROKEN.get(c, "") for c in clips],
+            "known_issue": [known_issue(c) for c in clips],
         })
         fractions = fraction_label(config.train_frac, config.val_frac)
         if config.split == "group":
@@ -231,3 +245,19 @@ class Cremad(Dataset):
                         "(actors span splits)")
         table.insert(1, "split", split.astype(str))
         return Manifest("cremad", table, LABELS, {"m1": "video_path", "m2": "audio_path"}, protocol)
+
+    def unusable_media(self, manifest: Manifest, modality: str) -> dict[int, str]:
+        """Clips without the modality's file (``has_video``/``has_audio`` false) and the clips the
+        dataset's README calls broken in that modality (:data:`KNOWN_BROKEN`)."""
+        kind = self.modalities[modality]
+        table = manifest.table
+        column = manifest.modalities[modality]
+        folder = VIDEO_DIR if kind == "video" else AUDIO_DIR
+        problems = {}
+        for row, (clip, present, path) in enumerate(zip(table["sample_id"], table[f"has_{kind}"], table[column],
+                                                        strict=True)):
+            if not present:
+                problems[row] = f"missing: no {path} in the data_dir (the clip has no file in {folder}/)"
+            elif kind in KNOWN_BROKEN.get(clip, {}):
+                problems[row] = f"known broken (CREMA-D README): {kind}: {KNOWN_BROKEN[clip][kind]}"
+        return problems

@@ -34,7 +34,7 @@ What the paper leaves open, and our defaults (each a config field):
   with ``train_frac``/``val_frac``.
 
 Columns: ``sample_id`` = ``{file}/{image stem}/{lang}``, ``group`` = image stem, ``language``,
-``image_path`` (relative to ``data_dir`` when ``image_dir`` lies inside it, else absolute),
+``image_path`` (the file name, relative to ``image_dir``, so moving the images keeps the version),
 ``caption`` (the text itself), ``source_file``, ``has_image``. Images missing from ``image_dir``
 keep their rows (``has_image`` false; the extraction engine records them as failures); an
 ``image_dir`` that holds none of the listed images is a :class:`UserError`.
@@ -105,19 +105,18 @@ def _read_file_set(task: Path, name: str, languages: tuple[str, ...]) -> tuple[l
     return images, captions
 
 
-def _image_root(config: Flickr30kMultiConfig, data_dir: Path) -> tuple[Path, str]:
-    """The image folder and the prefix its paths get in the manifest."""
+def _image_dir(config: Flickr30kMultiConfig) -> Path:
+    """``image_dir`` (default ``images``), a relative one taken relative to ``data_dir``."""
     image_dir = Path(config.image_dir).expanduser() if config.image_dir else Path("images")
-    if not image_dir.is_absolute():
-        image_dir = data_dir / image_dir
+    return image_dir if image_dir.is_absolute() else Path(config.data_dir).expanduser() / image_dir
+
+
+def _image_root(config: Flickr30kMultiConfig) -> Path:
+    image_dir = _image_dir(config)
     if not image_dir.is_dir():
         raise UserError(f"flickr30k-multi: expected the Flickr30k images in {image_dir} "
                         "(set image_dir to the folder holding e.g. 1000092795.jpg)")
-    try:
-        prefix = image_dir.resolve().relative_to(data_dir.resolve()).as_posix()
-    except ValueError:
-        prefix = str(image_dir.resolve())
-    return image_dir, "" if prefix == "." else prefix
+    return image_dir
 
 
 def _deal_languages(split: np.ndarray, languages: tuple[str, ...], seed: int) -> np.ndarray:
@@ -155,7 +154,7 @@ class Flickr30kMulti(Dataset):
         files = {"train": config.train_file, "val": config.val_file, "test": config.test_file}
         if len(set(files.values())) != 3:
             raise UserError(f"flickr30k-multi: train_file, val_file and test_file must differ (got {files})")
-        image_dir, prefix = _image_root(config, data_dir)
+        image_dir = _image_root(config)
 
         frames = []
         for official, name in files.items():
@@ -202,16 +201,26 @@ class Flickr30kMulti(Dataset):
         sample_id = rows["source_file"] + "/" + rows["group"] + "/" + rows["language"]
         repeated = sample_id.duplicated(keep=False)
         sample_id.loc[repeated] = sample_id[repeated] + "#" + rows.loc[repeated, "line"].astype(str)
-        image_path = rows["image"] if not prefix else prefix + "/" + rows["image"]
         table = pd.DataFrame({
             "sample_id": sample_id.to_numpy(),
             "split": rows["split"].astype(str).to_numpy(),
             "group": rows["group"].to_numpy(),
             "language": rows["language"].astype(str).to_numpy(),
-            "image_path": image_path.to_numpy(),
+            "image_path": rows["image"].to_numpy(),  # relative to image_dir: moving the images is a no-op
             "caption": caption,
             "source_file": rows["source_file"].to_numpy(),
             "has_image": rows["has_image"].to_numpy(dtype=bool),
         })
         table = table.sort_values("sample_id", kind="stable").reset_index(drop=True)
         return Manifest("flickr30k-multi", table, LABELS, {"m1": "image_path", "m2": "caption"}, protocol)
+
+    def media_root(self, config: Flickr30kMultiConfig, modality: str) -> Path | None:
+        return _image_dir(config) if modality == "m1" else None
+
+    def unusable_media(self, manifest: Manifest, modality: str) -> dict[int, str]:
+        """Images listed by Multi30k but absent from ``image_dir`` (``has_image`` false)."""
+        if modality != "m1":
+            return {}
+        table = manifest.table
+        return {row: f"missing: no {image} in image_dir" for row, (image, present)
+                in enumerate(zip(table["image_path"], table["has_image"], strict=True)) if not present}

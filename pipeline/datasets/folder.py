@@ -3,7 +3,9 @@
 Layout: ``<data_dir>/<table>`` (default ``samples.csv``; ``.parquet`` is read as Parquet) with
 
 - ``sample_id`` (unique),
-- ``m1`` and/or ``m2``: a media path (relative to ``data_dir`` or absolute) or, for text, the text,
+- ``m1`` and/or ``m2``: a media path (relative to ``data_dir`` or absolute) or, for text, the text;
+  paths are stored as written, so a tree with relative paths can move without changing the
+  manifest version (and so without re-extraction),
 - optional ``split`` (train/val/test) and ``group`` (e.g. speaker, kept within one split),
 - every other column is a label.
 
@@ -114,9 +116,8 @@ class Folder(Dataset):
             raise UserError(f"folder: {path} has empty or duplicate sample_id values")
         table["sample_id"] = table["sample_id"].astype(str)
         for modality, kind in kinds.items():
-            if kind != "text":  # media paths: absolute, so the manifest does not depend on the cwd
-                table[modality] = [str((root / p).resolve()) if isinstance(p, str) and p else "" for p in
-                                   table[modality]]
+            if kind != "text":  # kept as written: relative ones resolve against data_dir (media_root)
+                table[modality] = [p if isinstance(p, str) else "" for p in table[modality]]
         has_group = "group" in table.columns
         if not has_group:
             table["group"] = pd.Series([None] * len(table), dtype="object")

@@ -10,7 +10,6 @@ k (1..16); each is its class token (widths 96 → 768).
 from __future__ import annotations
 
 import torch
-from torchvision.models.video import MViT_V2_S_Weights, mvit_v2_s
 
 from mmpipe.pipeline.encoders.base import ENCODERS, EncoderOutput
 from mmpipe.pipeline.encoders.torchvision_video import TorchvisionVideoEncoder
@@ -23,7 +22,7 @@ _BLOCK_DIMS = (96, 192, 192, 384, 384, 384, 384, 384, 384, 384, 384, 384, 384, 3
 class MViT(TorchvisionVideoEncoder):
     name = "mvit"
     description = "torchvision MViT-V2-S Kinetics-400, exactly 16 frames at 224², head removed, 768-d"
-    weights_enum = MViT_V2_S_Weights.KINETICS400_V1
+    weights_name = "MViT_V2_S_Weights.KINETICS400_V1"
     dim = 768
     layer_dims = (96, *_BLOCK_DIMS)
     pooling = "class token after final norm"
@@ -31,6 +30,8 @@ class MViT(TorchvisionVideoEncoder):
     @classmethod
     def build(cls) -> torch.nn.Module:
         """torchvision.models.video.mvit_v2_s"""
+        from torchvision.models.video import mvit_v2_s
+
         return mvit_v2_s(weights=None)
 
     def remove_head(self, model: torch.nn.Module) -> None:

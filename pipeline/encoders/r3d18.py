@@ -9,7 +9,6 @@ layers for ``--layers``: 0 = stem, 1..4 = residual stages, each global-average-p
 from __future__ import annotations
 
 import torch
-from torchvision.models.video import R3D_18_Weights, r3d_18
 
 from mmpipe.pipeline.encoders.base import ENCODERS, EncoderOutput
 from mmpipe.pipeline.encoders.torchvision_video import TorchvisionVideoEncoder
@@ -19,7 +18,7 @@ from mmpipe.pipeline.encoders.torchvision_video import TorchvisionVideoEncoder
 class R3D18(TorchvisionVideoEncoder):
     name = "r3d18"
     description = "torchvision R3D-18 Kinetics-400, 16 frames at 112², classifier removed, 512-d"
-    weights_enum = R3D_18_Weights.KINETICS400_V1
+    weights_name = "R3D_18_Weights.KINETICS400_V1"
     dim = 512
     layer_dims = (64, 64, 128, 256, 512)
     pooling = "global average pool over (T, H, W)"
@@ -27,6 +26,8 @@ class R3D18(TorchvisionVideoEncoder):
     @classmethod
     def build(cls) -> torch.nn.Module:
         """torchvision.models.video.r3d_18"""
+        from torchvision.models.video import r3d_18
+
         return r3d_18(weights=None)
 
     def remove_head(self, model: torch.nn.Module) -> None:

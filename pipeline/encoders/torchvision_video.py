@@ -27,7 +27,7 @@ class VideoOptions:
 
 class TorchvisionVideoEncoder(Encoder):
     Options = VideoOptions
-    weights_enum: ClassVar[Any]
+    weights_name: ClassVar[str]  # "<enum class>.<member>" in torchvision.models.video
     frames: ClassVar[int] = 16
     dim: ClassVar[int]
     layer_dims: ClassVar[tuple[int, ...]]
@@ -36,6 +36,15 @@ class TorchvisionVideoEncoder(Encoder):
     def __init__(self, options: Any = None) -> None:
         super().__init__(options)
         self.model: Any = None
+
+    @property
+    def weights_enum(self) -> Any:
+        """The torchvision weights enum member. torchvision.models is imported here, not at module
+        import, so commands that run another encoder do not pay its import time."""
+        from torchvision.models import video
+
+        enum_class, member = self.weights_name.split(".")
+        return getattr(getattr(video, enum_class), member)
 
     @classmethod
     def build(cls) -> torch.nn.Module:
