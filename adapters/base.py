@@ -23,6 +23,25 @@ class AdapterMethod(nn.Module):
     component_names: ClassVar[tuple[str, ...]]
     ablation_fields: ClassVar[frozenset[str]] = frozenset()  # config switches that ``ablation`` names
 
+    def register_scaler(self, dims: tuple[int, int]) -> None:
+        """Buffers for input standardisation with train statistics, saved with the checkpoint;
+        identity until ``fit_scaler`` is called."""
+        d1, d2 = dims
+        self.register_buffer("mean1", torch.zeros(d1))
+        self.register_buffer("scale1", torch.ones(d1))
+        self.register_buffer("mean2", torch.zeros(d2))
+        self.register_buffer("scale2", torch.ones(d2))
+
+    @torch.no_grad()
+    def fit_scaler(self, train1: torch.Tensor, train2: torch.Tensor) -> None:
+        self.mean1.copy_(train1.mean(0))
+        self.scale1.copy_(train1.std(0).clamp_min(1e-6))
+        self.mean2.copy_(train2.mean(0))
+        self.scale2.copy_(train2.std(0).clamp_min(1e-6))
+
+    def standardized(self, h1: torch.Tensor, h2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return (h1 - self.mean1) / self.scale1, (h2 - self.mean2) / self.scale2
+
     @classmethod
     @abstractmethod
     def fit(cls, data: PairedFeatures, config: Any, seed: int,

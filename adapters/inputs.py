@@ -32,14 +32,11 @@ class Inputs(AdapterMethod):
     def __init__(self, config: InputsConfig, dims: tuple[int, int]) -> None:
         super().__init__()
         self.config, self.dims = config, dims
-        self.register_buffer("mean1", torch.zeros(dims[0]))
-        self.register_buffer("scale1", torch.ones(dims[0]))
-        self.register_buffer("mean2", torch.zeros(dims[1]))
-        self.register_buffer("scale2", torch.ones(dims[1]))
+        self.register_scaler(dims)
 
     @torch.no_grad()
     def transform(self, h1: torch.Tensor, h2: torch.Tensor) -> dict[str, torch.Tensor]:
-        s1, s2 = (h1 - self.mean1) / self.scale1, (h2 - self.mean2) / self.scale2  # (N, d1), (N, d2)
+        s1, s2 = self.standardized(h1, h2)  # (N, d1), (N, d2)
         return {"h1": s1, "h2": s2, "fused": torch.cat([s1, s2], 1)}
 
     @classmethod
@@ -54,9 +51,5 @@ class Inputs(AdapterMethod):
         started = time.perf_counter()
         model = cls(config, (data.h1.shape[1], data.h2.shape[1]))
         if config.standardize:
-            train1, train2 = data.split("train")
-            model.mean1.copy_(train1.mean(0))
-            model.scale1.copy_(train1.std(0).clamp_min(1e-6))
-            model.mean2.copy_(train2.mean(0))
-            model.scale2.copy_(train2.std(0).clamp_min(1e-6))
+            model.fit_scaler(*data.split("train"))
         return model, {"epochs": 0, "timings": {"train_s": time.perf_counter() - started}}

@@ -172,11 +172,7 @@ class MultiLoReFT(AdapterMethod):
         self.f_s2 = LowRankMap(d2, config.hidden, r_s, config.activation)
         self.f_m1 = LowRankMap(d1, config.hidden, r_m1, config.activation)
         self.f_m2 = LowRankMap(d2, config.hidden, r_m2, config.activation)
-        # input standardisation (train statistics), saved with the checkpoint
-        self.register_buffer("mean1", torch.zeros(d1))
-        self.register_buffer("scale1", torch.ones(d1))
-        self.register_buffer("mean2", torch.zeros(d2))
-        self.register_buffer("scale2", torch.ones(d2))
+        self.register_scaler(dims)
 
     # -- structure -----------------------------------------------------------------------------
     def R_s(self, modality: int) -> torch.Tensor:  # (r_s, d_i)
@@ -195,9 +191,6 @@ class MultiLoReFT(AdapterMethod):
         return {"shared": shared, "private": private, "joint": shared + private}[stage]
 
     # -- forward -------------------------------------------------------------------------------
-    def standardized(self, h1: torch.Tensor, h2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return (h1 - self.mean1) / self.scale1, (h2 - self.mean2) / self.scale2
-
     def forward(self, h1: torch.Tensor, h2: torch.Tensor) -> dict[str, torch.Tensor]:
         """h1: (B, d1), h2: (B, d2), already standardised → Φ and the four z components."""
         r_s1, r_s2 = self.R_s(1), self.R_s(2)
@@ -308,9 +301,7 @@ class Trainer:
         self.model = cls(config, (data.h1.shape[1], data.h2.shape[1]), generator=self.generator).to(self.device)
         train1, train2 = data.split("train")
         if config.standardize:
-            for index, train in ((1, train1), (2, train2)):
-                getattr(self.model, f"mean{index}").copy_(train.mean(0))
-                getattr(self.model, f"scale{index}").copy_(train.std(0).clamp_min(1e-6))
+            self.model.fit_scaler(train1, train2)
         self.train = self.model.standardized(train1, train2)
         self.val = self.model.standardized(*data.split("val"))
         self.epoch = 0
