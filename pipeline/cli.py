@@ -252,6 +252,27 @@ def query(
 REPORT_FORMATS = ("latex", "markdown", "terminal")
 
 
+def _emit_tables(tables: list, fmt: str, out_file: Path | None, what: str, file_width: int) -> None:
+    """Render tables as ``fmt`` to stdout, or to ``out_file`` (then say so on stderr)."""
+    if fmt == "terminal":
+        if out_file is None:
+            for group in terminal.render_document(tables):
+                out.print(group)
+            return
+        with out_file.open("w") as handle:
+            console = Console(file=handle, width=file_width, no_color=True)
+            for group in terminal.render_document(tables):
+                console.print(group)
+    else:
+        text = (latex if fmt == "latex" else markdown).render_document(tables)
+        if out_file is None:
+            typer.echo(text, nl=False)
+            return
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(text)
+    err.print(f"{what} written to {out_file}", markup=False, highlight=False)
+
+
 @app.command()
 @user_errors
 def report(
@@ -270,25 +291,10 @@ def report(
         raise UserError(f"unknown --format {fmt!r}; valid: {', '.join(REPORT_FORMATS)}")
     filters = ReportFilters(tuple(dataset or ()), tuple(method or ()), tuple(label or ()), tuple(data_version or ()))
     tables = build_report(load_report_data(_store(ctx).results_db, filters), table or TABLE_KINDS)
-    if fmt == "terminal":
-        if out_file is None:
-            for group in terminal.render_document(tables):
-                out.print(group)
-            if not tables:
-                out.print("No results match the filters.")
-            return
-        with out_file.open("w") as handle:
-            console = Console(file=handle, width=200, no_color=True)
-            for group in terminal.render_document(tables):
-                console.print(group)
-    else:
-        text = (latex if fmt == "latex" else markdown).render_document(tables)
-        if out_file is None:
-            typer.echo(text, nl=False)
-            return
-        out_file.parent.mkdir(parents=True, exist_ok=True)
-        out_file.write_text(text)
-    err.print(f"{len(tables)} table(s) written to {out_file}", markup=False, highlight=False)
+    if fmt == "terminal" and out_file is None and not tables:
+        out.print("No results match the filters.")
+        return
+    _emit_tables(tables, fmt, out_file, f"{len(tables)} table(s)", file_width=200)
 
 
 @app.command()
@@ -559,20 +565,7 @@ def reproduce(
     result = dataclasses.replace(result, notes=result.notes + lines)
     err.print(f"{len(runs)} runs ({probed} newly probed) in {time.perf_counter() - started:.0f} s",
               markup=False, highlight=False)
-    if fmt == "terminal" and out_file is None:
-        out.print(terminal.render_table(result))
-        return
-    if fmt == "terminal":
-        with out_file.open("w") as handle:
-            Console(file=handle, width=240, no_color=True).print(terminal.render_table(result))
-    else:
-        text = (latex if fmt == "latex" else markdown).render_document([result])
-        if out_file is None:
-            typer.echo(text, nl=False)
-            return
-        out_file.parent.mkdir(parents=True, exist_ok=True)
-        out_file.write_text(text)
-    err.print(f"{table} written to {out_file}", markup=False, highlight=False)
+    _emit_tables([result], fmt, out_file, table, file_width=240)
 
 
 def main() -> None:
