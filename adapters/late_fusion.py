@@ -16,8 +16,6 @@ Components: e1, e2, fused.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
@@ -28,19 +26,14 @@ from mmpipe.adapters.supervised import SupervisedConfig, SupervisedFusion
 from mmpipe.adapters.targets import Target
 
 
-@dataclass(frozen=True)
-class LateFusionConfig(SupervisedConfig):
-    pass
-
-
 @METHODS.register("late-fusion")
 class LateFusion(SupervisedFusion):
     name = "late-fusion"
     description = "Late fusion: unimodal encoders fitted to the target separately, concatenated (supervised)"
-    Config = LateFusionConfig
+    Config = SupervisedConfig
     component_names = ("e1", "e2", "fused")
 
-    def __init__(self, config: LateFusionConfig, dims: tuple[int, int], n_outputs: int = 1) -> None:
+    def __init__(self, config: SupervisedConfig, dims: tuple[int, int], n_outputs: int = 1) -> None:
         super().__init__(dims, n_outputs)
         r_s, r_m1, r_m2 = check_sizes(config, dims)
         self.config = config

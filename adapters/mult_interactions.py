@@ -15,7 +15,6 @@ high-dimensional encoders; D = r_s + r_m1 + r_m2 (adapters/sizes.py). Components
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -40,19 +39,14 @@ class MultiplicativeInteraction(nn.Module):
         return bilinear + self.U(x) + self.V(y) + self.b
 
 
-@dataclass(frozen=True)
-class MultInteractionsConfig(SupervisedConfig):
-    pass
-
-
 @METHODS.register("mult-interactions")
 class MultInteractions(SupervisedFusion):
     name = "mult-interactions"
     description = "Multiplicative interactions (Jayakumar et al. 2020): xᵀWy + Ux + Vy + b fusion (supervised)"
-    Config = MultInteractionsConfig
+    Config = SupervisedConfig
     component_names = ("fused",)
 
-    def __init__(self, config: MultInteractionsConfig, dims: tuple[int, int], n_outputs: int = 1) -> None:
+    def __init__(self, config: SupervisedConfig, dims: tuple[int, int], n_outputs: int = 1) -> None:
         super().__init__(dims, n_outputs)
         r_s, r_m1, r_m2 = check_sizes(config, dims)
         self.config = config
