@@ -40,9 +40,12 @@ def run_key(method: str, data: PairedFeatures, config: Any, seed: int) -> dict[s
 
 def fit_runs(store: Store, method: str, dataset: str, m1: str, m2: str, config: Any, seeds: list[int],
              data_version: str | None = None, progress: ProgressFn | None = None, jobs: int = 1,
-             on_done: Callable[[FitOutcome], None] | None = None) -> list[FitOutcome]:
+             on_done: Callable[[FitOutcome], None] | None = None,
+             seed_configs: dict[int, Any] | None = None) -> list[FitOutcome]:
     """Fit ``method`` once per seed; a seed whose run is already published is not refitted.
 
+    ``config`` is what was asked for (it names the variant); ``seed_configs`` may give a seed its
+    own version of it (e.g. sizes from a chosen MultiLoReFT run), which is then resolved as usual.
     With ``jobs`` > 1 the seeds to fit run in that many worker processes (each fit is
     single-threaded on the CPU, so two cores fit two seeds at once); results are the same as
     sequential fits because every run depends only on its data, config and seed.
@@ -53,7 +56,7 @@ def fit_runs(store: Store, method: str, dataset: str, m1: str, m2: str, config: 
     configs = {}  # seed -> config resolved for that seed (e.g. sizes from that seed's MultiLoReFT run)
     todo = []
     for seed in seeds:
-        configs[seed] = cls.resolve_config(config, store, data, seed)
+        configs[seed] = cls.resolve_config((seed_configs or {}).get(seed, config), store, data, seed)
         existing = find_run(store.runs_dir, method, run_key(method, data, configs[seed], seed))
         if existing is not None:
             done[seed] = FitOutcome(existing, reused=True)

@@ -77,19 +77,29 @@ def hsic(x: torch.Tensor, y: torch.Tensor, estimator: str = "biased") -> torch.T
 
 
 def independence_loss(z_s1: torch.Tensor, z_m1: torch.Tensor, z_s2: torch.Tensor, z_m2: torch.Tensor,
-                      estimator: str = "biased") -> torch.Tensor:
+                      estimator: str = "biased", standardize: bool = False) -> torch.Tensor:
     """Eq. 5: HSIC(z_s1, z_m1) + HSIC(z_s2, z_m2) + HSIC(z_m1, z_m2); the four kernels are computed
-    once, in one batched op, and each centred once."""
-    k_s1, k_m1, k_s2, k_m2 = rbf_kernels([z_s1, z_m1, z_s2, z_m2])
+    once, in one batched op, and each centred once. ``standardize`` scales every coordinate to unit
+    batch variance before the kernels, so a dependence carried by a low-variance coordinate weighs
+    as much as one carried by a high-variance coordinate (a linear probe sees both equally)."""
+    components = [z_s1, z_m1, z_s2, z_m2]
+    if standardize:
+        components = [(z - z.mean(0)) / z.std(0).clamp_min(1e-6) for z in components]
+    k_s1, k_m1, k_s2, k_m2 = rbf_kernels(components)
     if estimator == "unbiased":
         return hsic_unbiased(k_s1, k_m1) + hsic_unbiased(k_s2, k_m2) + hsic_unbiased(k_m1, k_m2)
     centered = center(torch.stack([k_s1, k_s2, k_m1]))  # (3, n, n)
     return hsic_biased(centered, torch.stack([k_m1, k_m2, k_m2])).sum()
 
 
-def orthogonality_loss(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
-    """Eq. 6: Σ ||R_s R_mᵀ||_F over (R_s (r_s, d), R_m (r_m, d)) pairs."""
-    return sum(torch.linalg.matrix_norm(shared @ specific.T) for shared, specific in pairs)
+def orthogonality_loss(pairs: list[tuple[torch.Tensor, torch.Tensor]], normalized: bool = False) -> torch.Tensor:
+    """Eq. 6: Σ ||R_s R_mᵀ||_F over (R_s (r_s, d), R_m (r_m, d)) pairs; ``normalized`` divides each
+    term by ||R_s||_F ||R_m||_F, so shrinking both projections no longer lowers it."""
+    terms = [torch.linalg.matrix_norm(shared @ specific.T) for shared, specific in pairs]
+    if normalized:
+        terms = [t / (torch.linalg.matrix_norm(shared) * torch.linalg.matrix_norm(specific)).clamp_min(1e-12)
+                 for t, (shared, specific) in zip(terms, pairs, strict=True)]
+    return sum(terms)
 
 
 def info_nce(anchors: torch.Tensor, candidates: torch.Tensor, temperature: float,

@@ -11,7 +11,11 @@ energy that pruning reads); f are small MLPs d_i → hidden → r. When d1 = d2 
 is one matrix, R_s(1) = R_s(2) = R_s, exactly as Eq. 1. When the dims differ (Sim II 40/80,
 CREMA-D video 512 / audio 768) a single R_s cannot act on both, so each modality has its own shared
 projection with a *common* rank r_s, pruned jointly by one SVD of [R_s(1) R_s(2)]
-(``shared_projection`` chooses; "auto" ties iff d1 = d2).
+(``shared_projection``; "auto" ties iff d1 = d2, else "per_modality"). "isometric" is the other
+reading of one shared subspace seen by two spaces: R_s(i) = S B_i with one S ∈ R^{r_s × r_s} and
+bases B_i with orthonormal rows (re-orthonormalised by QR after every step, no decay), so both
+modalities' projections have the same singular values (those of S) and a direction is kept or
+pruned for both at once; the SVD of the concatenation [S B_1  S B_2] is read from the SVD of S.
 
 Objective (§3.2, Eq. 4–7), losses in `adapters/losses.py`::
 
@@ -44,13 +48,25 @@ start at 1 (orthonormal rows at initialisation); epoch caps of 100 / 100 / 200 p
 paper's criterion (0.1 % relative improvement) the stages on Sim I keep creeping and usually end at
 their caps; the ranks settle within ~20 joint epochs (see the benchmark notes in the README).
 
-Known gap (measured, seed 0, n = 10,000): with these defaults Simulation I reproduces the paper's
-pattern (ranks 10 → 3/3–4/3–4; y_s carried by z_s only), but on Simulation II the shared subspace
-is not pruned (40 → 40) and absorbs the modality-1 factors. Decay on the projections
-(``projection_weight_decay``, separate from ``weight_decay`` on the maps f) is the pressure that
-lets unused directions fade: 0.3 gives the paper's Sim II pattern (ranks 3/1/1, z3 carried by
-z_m1 only) but collapses Sim I's shared subspace to rank 1 (y_s accuracy 0.55), and 0.1 already
-does; no single value fitted both in the settings tried, so the default stays at 1e-3.
+Two further options, off by default: ``orth_normalized`` divides each term of Eq. 6 by
+||R_s||_F ||R_m||_F (Eq. 6 as printed falls when every projection shrinks, and cosine InfoNCE does
+not resist shrinking, so orthogonality can be bought by collapse rather than rotation);
+``hsic_standardize`` scales each coordinate of a component to unit batch variance before the RBF
+kernels (with one median bandwidth over all coordinates, a dependence carried by a low-variance
+coordinate barely moves HSIC although a linear probe finds it).
+
+Known gap (measured, seed 0, n = 10,000; linear probes per component): with these defaults
+Simulation I reproduces the paper's pattern (ranks 10 → 3/3–4/3–4; y_s carried by z_s only), but on
+Simulation II the shared subspace is not pruned (40 → 40/1/10) and z_s1 keeps the modality-1
+factor z3 (probe accuracy 1.00; z_m1 0.99): in the MI-only shared stage R_s(1) spans all of h1's
+space, and a direction that only modality 1 uses survives the joint SVD. Tried on Sim II:
+``projection_weight_decay=0.3`` gives the paper's pattern (ranks 3/1/1, z3 in z_m1 only) but
+collapses Sim I's z_s to rank 1 (y_s 0.55; 0.1 too); "isometric" collapses z_s to rank 1–2 (z1 lost
+from z_s1); "isometric" + ``orth_normalized`` gives ranks 5/5/37 with z1 in z_s (1.00) but z3 still
+in z_s1 (0.87) and z1 also in z_m1; adding ``hsic_standardize`` gives 5/7/40, no better. On Sim I,
+``hsic_standardize`` alone gives ranks 4/4/4 with y_s in z_m1/z_m2 at 0.73/0.71 (paper 5.2/4.6/4.6,
+0.80/0.76), ``orth_normalized`` alone 3/4/5 with y_s leaking into z_m2 (1.00). No setting tried fits
+both simulations, so the defaults stay those that fit Simulation I.
 
 Components: z_s1, z_s2, z_m1, z_m2, phi1, phi2, plus z_s = (z_s1 + z_s2) / 2 and
 fused = [z_s, z_m1, z_m2] (concatenation).
@@ -86,12 +102,14 @@ class MultiLoReFTConfig:
     rank: int | None = None  # initial rank of every subspace; None = min(d1, d2)
     hidden: int = 64
     activation: Literal["gelu", "relu", "tanh"] = "gelu"
-    shared_projection: Literal["auto", "tied", "per_modality"] = "auto"
+    shared_projection: Literal["auto", "tied", "isometric", "per_modality"] = "auto"
     standardize: bool = True
     use_indep: bool = True
     use_orth: bool = True
     use_mi: bool = True
     hsic_estimator: Literal["biased", "unbiased"] = "biased"
+    orth_normalized: bool = False
+    hsic_standardize: bool = False
     mi_similarity: Literal["cosine", "dot"] = "cosine"
     temperature: float = 0.1
     weighting: Literal["gradnorm", "fixed"] = "gradnorm"
@@ -157,15 +175,22 @@ class MultiLoReFT(AdapterMethod):
                  generator: torch.Generator | None = None) -> None:
         super().__init__()
         d1, d2 = dims
-        if config.shared_projection == "tied" and d1 != d2:
+        mode = config.shared_projection
+        if mode == "auto":
+            mode = "tied" if d1 == d2 else "per_modality"
+        if mode == "tied" and d1 != d2:
             raise UserError(f"shared_projection=tied needs equal dims, got {d1} and {d2}")
-        self.config, self.dims = config, dims
-        self.tied = config.shared_projection == "tied" or (config.shared_projection == "auto" and d1 == d2)
+        self.config, self.dims, self.shared_mode = config, dims, mode
+        self.tied = mode == "tied"
         initial = config.rank or min(d1, d2)
         r_s, r_m1, r_m2 = ranks or (initial, initial, initial)
+        if mode == "isometric" and r_s > min(d1, d2):
+            raise UserError(f"shared_projection=isometric needs rank <= min(d1, d2) = {min(d1, d2)}, got {r_s}")
         generator = generator or torch.Generator().manual_seed(0)
         shared_dims = [d1] if self.tied else [d1, d2]
+        # tied: [R_s]; per_modality: [R_s(1), R_s(2)]; isometric: the bases [B_1, B_2]
         self.shared = nn.ParameterList([nn.Parameter(_orthonormal_rows(r_s, d, generator)) for d in shared_dims])
+        self.shared_scale = nn.Parameter(torch.eye(r_s)) if mode == "isometric" else None  # S (r_s, r_s)
         self.R_m1 = nn.Parameter(_orthonormal_rows(r_m1, d1, generator))
         self.R_m2 = nn.Parameter(_orthonormal_rows(r_m2, d2, generator))
         self.f_s1 = LowRankMap(d1, config.hidden, r_s, config.activation)
@@ -176,17 +201,34 @@ class MultiLoReFT(AdapterMethod):
 
     # -- structure -----------------------------------------------------------------------------
     def R_s(self, modality: int) -> torch.Tensor:  # (r_s, d_i)
-        return self.shared[0] if self.tied else self.shared[modality - 1]
+        if self.tied:
+            return self.shared[0]
+        basis = self.shared[modality - 1]
+        return basis if self.shared_scale is None else self.shared_scale @ basis
+
+    def retracted(self) -> list[nn.Parameter]:
+        """Parameters kept with orthonormal rows after every step (the isometric bases B_i)."""
+        return list(self.shared) if self.shared_scale is not None else []
+
+    @torch.no_grad()
+    def retract(self) -> None:
+        """B_i ← the orthonormal factor of its QR (signs kept), after an optimizer step moved it
+        off the set of matrices with orthonormal rows."""
+        for basis in self.retracted():
+            q, r = torch.linalg.qr(basis.T)  # (d_i, r_s), (r_s, r_s)
+            signs = torch.where(torch.diagonal(r) < 0, -1.0, 1.0)
+            basis.copy_((q * signs).T)
 
     def ranks(self) -> dict[str, int]:
         return {"z_s": self.shared[0].shape[0], "z_m1": self.R_m1.shape[0], "z_m2": self.R_m2.shape[0]}
 
     def projections(self, stage: str) -> list[nn.Parameter]:
-        shared, private = list(self.shared), [self.R_m1, self.R_m2]
+        scale = [self.shared_scale] if self.shared_scale is not None else []
+        shared, private = [*scale, *self.shared], [self.R_m1, self.R_m2]
         return {"shared": shared, "private": private, "joint": shared + private}[stage]
 
     def stage_parameters(self, stage: str) -> list[nn.Parameter]:
-        shared = [*self.shared, *self.f_s1.parameters(), *self.f_s2.parameters()]
+        shared = [*self.projections("shared"), *self.f_s1.parameters(), *self.f_s2.parameters()]
         private = [self.R_m1, self.R_m2, *self.f_m1.parameters(), *self.f_m2.parameters()]
         return {"shared": shared, "private": private, "joint": shared + private}[stage]
 
@@ -207,9 +249,11 @@ class MultiLoReFT(AdapterMethod):
         c = self.config
         result = {}
         if "indep" in names:
-            result["indep"] = independence_loss(out["z_s1"], out["z_m1"], out["z_s2"], out["z_m2"], c.hsic_estimator)
+            result["indep"] = independence_loss(out["z_s1"], out["z_m1"], out["z_s2"], out["z_m2"], c.hsic_estimator,
+                                               c.hsic_standardize)
         if "orth" in names:
-            result["orth"] = orthogonality_loss([(self.R_s(1), self.R_m1), (self.R_s(2), self.R_m2)])
+            result["orth"] = orthogonality_loss([(self.R_s(1), self.R_m1), (self.R_s(2), self.R_m2)],
+                                                normalized=c.orth_normalized)
         if "mi" in names:
             back1 = out["z_m1"] @ self.R_m1 + out["z_s2"] @ self.R_s(1)  # (B, d1): [z_m1, z_s2] in h1's space
             back2 = out["z_m2"] @ self.R_m2 + out["z_s1"] @ self.R_s(2)  # (B, d2)
@@ -231,10 +275,19 @@ class MultiLoReFT(AdapterMethod):
     def prune(self, threshold: float) -> bool:
         """Drop singular directions below ``threshold`` from every projection; True if any shrank."""
         changed = False
-        shared = torch.cat(list(self.shared), dim=1)  # (r_s, d1 [+ d2])
-        kept = self._compress(shared, threshold)
-        if kept is not None:
-            compressed, basis = kept
+        if self.shared_scale is not None:
+            # [S B_1  S B_2] = U Σ (Wᵀ [B_1 B_2]) with W from S = U Σ Wᵀ: one SVD of S gives the
+            # concatenation's basis, and each modality's projection has the singular values Σ.
+            u, s, vh = torch.linalg.svd(self.shared_scale, full_matrices=False)  # (r, r), (r,), (r, r)
+            k = max(1, int((s >= threshold).sum()))
+            if k < len(s):
+                self.shared_scale = nn.Parameter(torch.diag(s[:k]))
+                self.shared = nn.ParameterList([nn.Parameter((vh[:k] @ b).contiguous()) for b in self.shared])
+                self.f_s1.rotate(u[:, :k])
+                self.f_s2.rotate(u[:, :k])
+                changed = True
+        elif (kept := self._compress(torch.cat(list(self.shared), dim=1), threshold)) is not None:
+            compressed, basis = kept  # (k, d1 [+ d2]), (r_s, k)
             widths = [p.shape[1] for p in self.shared]
             self.shared = nn.ParameterList([nn.Parameter(part.contiguous())
                                             for part in torch.split(compressed, widths, dim=1)])
@@ -406,11 +459,16 @@ class Trainer:
             else:
                 (weights * torch.stack([losses[n] for n in names])).sum().backward()
             optimizer.step()
+            self.model.retract()
 
     def make_optimizer(self, stage: str) -> torch.optim.Optimizer:
         projections = {id(p) for p in self.model.projections(stage)}
+        bases = {id(p) for p in self.model.retracted()}
         maps = [p for p in self.model.stage_parameters(stage) if id(p) not in projections]
+        # decay on a matrix re-orthonormalised after every step would only fight the retraction
         return torch.optim.AdamW([
-            {"params": self.model.projections(stage), "weight_decay": self.config.projection_weight_decay},
+            {"params": [p for p in self.model.projections(stage) if id(p) not in bases],
+             "weight_decay": self.config.projection_weight_decay},
+            {"params": [p for p in self.model.projections(stage) if id(p) in bases], "weight_decay": 0.0},
             {"params": maps, "weight_decay": self.config.weight_decay},
         ], lr=self.config.lr)

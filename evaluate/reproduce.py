@@ -88,8 +88,9 @@ def capped(config: Any, max_epochs: int | None) -> Any:
 
 
 def fit_table(store: Store, spec: TableSpec, seeds: list[int], versions: dict[str, str],
-              max_epochs: int | None = None, progress: Progress | None = None) -> list[RunEntry]:
-    """Every run the table needs (fitted, or found already published), per dataset and seed."""
+              max_epochs: int | None = None, progress: Progress | None = None, jobs: int = 1) -> list[RunEntry]:
+    """Every run the table needs (fitted, or found already published), per dataset and method;
+    the seeds of one method are fitted ``jobs`` at a time in worker processes."""
     say = progress or (lambda message: None)
     runs: list[RunEntry] = []
     for dataset in spec.datasets:
@@ -97,18 +98,19 @@ def fit_table(store: Store, spec: TableSpec, seeds: list[int], versions: dict[st
         for method, changes in spec.fits:
             cls = METHODS.get(method)
             config = capped(dataclasses.replace(cls.Config(), **dict(changes)), max_epochs)
-            for seed in seeds:
-                seeded = config
-                if getattr(config, "size", None) == "learned" and config.sizes is None:
-                    source = sizes_of.get(seed)
-                    if source is None:
-                        raise UserError(f"{spec.key}: {method} needs a multiloreft fit before it")
-                    ranks = source.record["ranks"]
-                    seeded = dataclasses.replace(config, sizes=tuple(int(ranks[c]["final"]) for c in DECOUPLING),
-                                                 sizes_from=source.run_id)
-                say(f"{spec.key}: {method}{' ' + str(dict(changes)) if changes else ''} on {dataset}, seed {seed}")
-                [outcome] = fit_runs(store, method, dataset, "m1", "m2", seeded, [seed], versions[dataset],
-                                     progress=lambda message, m=method, s=seed: say(f"{m} seed {s}: {message}"))
+            seed_configs = {}
+            if getattr(config, "size", None) == "learned" and config.sizes is None:
+                if set(seeds) - set(sizes_of):
+                    raise UserError(f"{spec.key}: {method} needs a multiloreft fit before it")
+                seed_configs = {seed: dataclasses.replace(
+                    config, sizes=tuple(int(sizes_of[seed].record["ranks"][c]["final"]) for c in DECOUPLING),
+                    sizes_from=sizes_of[seed].run_id) for seed in seeds}
+            say(f"{spec.key}: {method}{' ' + str(dict(changes)) if changes else ''} on {dataset}, "
+                f"{len(seeds)} seed(s)" + (f" in {jobs} processes" if jobs > 1 else ""))
+            outcomes = fit_runs(store, method, dataset, "m1", "m2", config, seeds, versions[dataset],
+                                progress=lambda message, m=method: say(f"{m}: {message}"), jobs=jobs,
+                                seed_configs=seed_configs)
+            for seed, outcome in zip(seeds, outcomes, strict=True):
                 if method == "multiloreft" and not changes:
                     sizes_of[seed] = outcome.run
                 runs.append(outcome.run)

@@ -540,6 +540,7 @@ def reproduce(
     out_file: Annotated[Path | None, typer.Option("--out", help="Write the table to this file.")] = None,
     max_epochs: Annotated[int | None, typer.Option("--max-epochs", help="Cap every epoch limit (a quick look; "
                                                    "the paper's tables use the defaults).")] = None,
+    jobs: Annotated[int, typer.Option(help="Seeds fitted in parallel worker processes.")] = 2,
 ) -> None:
     """Reproduce one of the paper's tables on Simulation I/II: simulate, fit every method × seed it
     needs (reusing stored runs), probe, and print ours beside the paper's numbers."""
@@ -550,6 +551,8 @@ def reproduce(
         raise UserError(f"unknown --format {fmt!r}; valid: {', '.join(REPORT_FORMATS)}")
     if seeds < 1 or n < 20:
         raise UserError("--seeds must be at least 1 and --n at least 20")
+    if jobs < 1:
+        raise UserError(f"--jobs must be at least 1, not {jobs}")
     store = _store(ctx, create=True)
     started = time.perf_counter()
     versions = {}
@@ -557,7 +560,8 @@ def reproduce(
         config = DATASETS.get(dataset).Config(n=n)
         versions[dataset] = run_simulation(store, dataset, config).manifest_version
     with err.status(f"reproducing {table}") as status:
-        runs = reproduction.fit_table(store, spec, list(range(seeds)), versions, max_epochs, progress=status.update)
+        runs = reproduction.fit_table(store, spec, list(range(seeds)), versions, max_epochs,
+                                      progress=status.update, jobs=jobs)
         probed = reproduction.probe_missing(store, runs, progress=status.update)
     ours = reproduction.our_values(store, runs)
     result = reproduction.comparison_table(spec, ours)

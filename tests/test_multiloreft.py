@@ -78,6 +78,38 @@ def test_pruning_zero_singular_values_leaves_phi_unchanged(dims):
     assert not model.prune(threshold=1e-4)  # nothing left below ε: no change
 
 
+def test_isometric_shared_projections_share_their_singular_values():
+    model = _model(dims=(6, 9), rank=5, shared_projection="isometric")
+    with torch.no_grad():
+        model.shared_scale.copy_(torch.diag(torch.tensor([2.0, 1.0, 0.5, 0.0, 0.0])) @ torch.linalg.qr(
+            torch.randn(5, 5, generator=torch.Generator().manual_seed(1)))[0])
+    torch.testing.assert_close(torch.linalg.svdvals(model.R_s(1)), torch.linalg.svdvals(model.R_s(2)))
+    h1, h2 = torch.randn(20, 6), torch.randn(20, 9)
+    before = model(h1, h2)
+    assert model.prune(threshold=1e-4)
+    assert model.ranks()["z_s"] == 3
+    after = model(h1, h2)
+    for name in ("phi1", "phi2"):
+        torch.testing.assert_close(after[name], before[name], atol=1e-5, rtol=1e-5)
+    for basis in model.shared:  # the bases keep orthonormal rows through the pruning rotation
+        torch.testing.assert_close(basis @ basis.T, torch.eye(3), atol=1e-5, rtol=0)
+
+
+def test_isometric_bases_are_retracted_after_every_step(tmp_path):
+    from mmpipe.store.root import Store
+
+    store = Store.open(tmp_path / "store", create=True)
+    simulate(store, "sim2", Sim2Config(n=300))
+    config = dataclasses.replace(FAST, rank=6, shared_projection="isometric", max_epochs_private=0,
+                                 max_epochs_joint=2)
+    model, _ = MultiLoReFT.fit(load_paired(store, "sim2", "m1", "m2"), config, seed=0)
+    assert model.shared_scale is not None
+    for basis in model.shared:
+        torch.testing.assert_close(basis @ basis.T, torch.eye(basis.shape[0]), atol=1e-5, rtol=0)
+    with pytest.raises(Exception, match="rank <= min"):
+        _model(dims=(6, 9), rank=7, shared_projection="isometric")
+
+
 def test_pruning_keeps_at_least_one_direction():
     model = _model(rank=4)
     assert model.prune(threshold=1e9)
