@@ -1,7 +1,7 @@
 """Benchmark: `mmpipe reproduce table1` wall time (target < 20 min on the 2-core box), then the other
 fusion baselines × the same seeds on Simulation I (table3a) and Simulation II, timed per method.
 
-    .venv/bin/python tests/benchmarks/bench_reproduce.py [--seeds 4] [--n 10000] [--store DIR]
+    python tests/benchmarks/bench_reproduce.py [--seeds 4] [--n 10000] [--store DIR] [--jobs 2]
 
 Prints the reproduced Table 1 (markdown) with its per-label pattern lines, Table 3a, and the fit
 time of every method (sum over seeds, from the run records). Simulation II has no joint label,
@@ -31,6 +31,7 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=4)
     parser.add_argument("--n", type=int, default=10_000)
     parser.add_argument("--store", type=Path, default=None)
+    parser.add_argument("--jobs", type=int, default=2, help="seeds fitted in parallel (reproduce's default)")
     args = parser.parse_args()
     root = args.store or Path(tempfile.mkdtemp()) / "store"
     runner = CliRunner()
@@ -38,7 +39,7 @@ def main() -> None:
     for table in ("table1", "table3a"):
         started = time.perf_counter()
         result = runner.invoke(app, ["--store", str(root), "reproduce", table, "--seeds", str(args.seeds),
-                                     "--n", str(args.n), "--format", "markdown"])
+                                     "--n", str(args.n), "--format", "markdown", "--jobs", str(args.jobs)])
         timings[table] = time.perf_counter() - started
         print(result.output)
         if result.exit_code != 0:
@@ -52,7 +53,7 @@ def main() -> None:
         config = METHODS.get(method).Config()
         if hasattr(config, "target"):
             config = dataclasses.replace(config, target="z4")
-        fit_runs(store, method, "sim2", "m1", "m2", config, list(range(args.seeds)))
+        fit_runs(store, method, "sim2", "m1", "m2", config, list(range(args.seeds)), jobs=args.jobs)
     timings["sim2 fusion baselines"] = time.perf_counter() - started
     per_method = defaultdict(lambda: defaultdict(float))
     for run in store.runs():
