@@ -5,6 +5,9 @@
   categorical labels, MSE for continuous ones. The component that *should* carry the label is
   underlined; the best Δ of each column is bold.
 - **fusion** (Table 3a): the ``fused`` component of each method on each ``joint`` label; best bold.
+- **modalities** (Table 3b): each modality's own representation on each ``joint`` label — the
+  frozen input h_i (the ``inputs`` method), contrastive's c_i and MultiLoReFT's Φ_i — so
+  fine-tuning is compared with the pretrained embedding it started from; best per modality bold.
 - **ranks** (Table 7): initial rank → converged rank, mean ± std over seeds, from ``runs.ranks``.
 - **ablations** (Tables 5/6): the decoupling layout for a method and its ablation variants.
 
@@ -29,7 +32,9 @@ DECOUPLING_COMPONENTS = ("z_s", "z_m1", "z_m2")
 METRIC_OF_KIND = {"categorical": "accuracy", "continuous": "mse"}
 METRIC_SHORT = {"accuracy": "Acc", "mse": "MSE"}
 PAPER_METHOD = "multiloreft"  # listed first, as in the paper
-TABLE_KINDS = ("decoupling", "fusion", "ranks", "ablations")
+TABLE_KINDS = ("decoupling", "fusion", "modalities", "ranks", "ablations")
+# Table 3b's representations of one modality: pretrained h_i, contrastive c_i, MultiLoReFT Φ_i
+MODALITY_OF_COMPONENT = {"h1": "m1", "c1": "m1", "phi1": "m1", "h2": "m2", "c2": "m2", "phi2": "m2"}
 
 
 @dataclass(frozen=True)
@@ -207,6 +212,37 @@ def fusion_table(data: ReportData) -> Table | None:
                  _groups(columns, 1), frozenset(), _notes(data, variants, columns))
 
 
+def modalities_table(data: ReportData) -> Table | None:
+    """Table 3b: per modality, h_i, c_i and Φ_i predicting each ``joint`` label; best bold per modality."""
+    columns = _label_columns(data, ("joint",))
+    cell_of = {(r["method"], r["component"], r["dataset"], r["label"], r["metric"]): r for r in data.summary
+               if r["component"] in MODALITY_OF_COMPONENT and not _is_ablation(r["method"])}
+    pairs = sorted({k[:2] for k in cell_of}, key=lambda p: (
+        MODALITY_OF_COMPONENT[p[1]], p[0] != "inputs", not p[0].startswith(PAPER_METHOD), p[0].lower(), p[1]))
+    if not columns or not pairs:
+        return None
+    rows, rule_before = [], set()
+    for modality in ("m1", "m2"):
+        block = [p for p in pairs if MODALITY_OF_COMPONENT[p[1]] == modality]
+        if not block:
+            continue
+        rule_before.add(len(rows))
+        found = [[cell_of.get((v, comp, c["dataset"], c["label"], c["metric"])) for c in columns] for v, comp in block]
+        lines = [[Cell(modality if i == 0 else ""), Cell(f"{comp} ({v})")]
+                 + [Cell(format_mean_std(f["mean"], f["std"]) if f else "—") for f in line]
+                 for i, ((v, comp), line) in enumerate(zip(block, found, strict=True))]
+        for j, column in enumerate(columns):
+            for best in _best([line[j]["mean"] if line[j] else None for line in found], column["metric"]):
+                lines[best][2 + j] = Cell(lines[best][2 + j].text, bold=True)
+        rows += lines
+    variants = sorted({p[0] for p in pairs})
+    caption = ("Each modality's representation predicting the joint label(s): the frozen input h, the "
+               "contrastive projection c and MultiLoReFT's fine-tuned Φ; bold: best per modality and column.")
+    return Table("modalities", "Modality representations", caption,
+                 ["Modality", "Representation"] + [_header(c) for c in columns], rows,
+                 _groups(columns, 2), frozenset(rule_before), _notes(data, variants, columns))
+
+
 def ranks_table(data: ReportData) -> Table | None:
     """Table 7: initial → converged rank (mean ± std over seeds) per component and dataset."""
     ranks: dict[tuple[str, str, str], list[dict[str, int]]] = defaultdict(list)
@@ -270,6 +306,8 @@ def build_report(data: ReportData, kinds: Sequence[str] = TABLE_KINDS) -> list[T
             tables += [t for t in [decoupling_table(data)] if t]
         elif kind == "fusion":
             tables += [t for t in [fusion_table(data)] if t]
+        elif kind == "modalities":
+            tables += [t for t in [modalities_table(data)] if t]
         elif kind == "ranks":
             tables += [t for t in [ranks_table(data)] if t]
         else:

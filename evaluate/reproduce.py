@@ -46,6 +46,8 @@ class TableSpec:
     components: tuple[str, ...]  # rows per variant ("rank" for Table 7)
     with_delta: bool = False
     extra_rows: tuple[str, ...] = ()  # variants shown without a paper value
+    # report tables (evaluate/report.py) over the same runs, printed after it; the paper has no numbers for them
+    companions: tuple[str, ...] = ()
 
 
 ABLATIONS6 = (("use_orth", False), ("use_indep", False), ("use_mi", False), ("weighting", "fixed"))
@@ -54,7 +56,8 @@ SPECS: dict[str, TableSpec] = {s.key: s for s in (
               (("multiloreft", ()), ("drimu", ()), ("apollo", ())), DECOUPLING, with_delta=True),
     TableSpec("table3a", "Table 3a: fused representations, Simulation I joint label", ("sim1",),
               (("multiloreft", ()), ("apollo", ()), ("drimu", ()), ("late-fusion", ()), ("cross-attention", ()),
-               ("contrastive", ()), ("mult-interactions", ()), ("inputs", ())), ("fused",), extra_rows=("inputs",)),
+               ("contrastive", ()), ("mult-interactions", ()), ("inputs", ())), ("fused",), extra_rows=("inputs",),
+              companions=("modalities",)),  # Table 3b is a figure: h_i vs c_i vs Φ_i, ours only
     TableSpec("table4", "Table 4: baselines sized to the input dimensionality", ("sim1", "sim2"),
               (("apollo", (("size", "input"),)), ("drimu", (("size", "input"),))), SPLIT4),
     TableSpec("table5", "Table 5: pruning and staging ablations", ("sim1", "sim2"),

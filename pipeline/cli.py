@@ -569,7 +569,13 @@ def reproduce(
     result = dataclasses.replace(result, notes=result.notes + lines)
     err.print(f"{len(runs)} runs ({probed} newly probed) in {time.perf_counter() - started:.0f} s",
               markup=False, highlight=False)
-    _emit_tables([result], fmt, out_file, table, file_width=240)
+    tables = [result]
+    if spec.companions:
+        methods = tuple(sorted({method for method, _ in spec.fits}))
+        data = load_report_data(store.results_db, ReportFilters(
+            datasets=spec.datasets, methods=methods, data_versions=tuple(versions[d] for d in spec.datasets)))
+        tables += build_report(data, spec.companions)
+    _emit_tables(tables, fmt, out_file, table, file_width=240)
 
 
 def main() -> None:

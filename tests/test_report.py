@@ -182,3 +182,25 @@ def test_settings_and_data_versions_are_never_averaged_together(tmp_path):
     assert mixed.exit_code == 2 and "2 data versions" in mixed.output and "--data-version" in mixed.output
     chosen = runner.invoke(app, ["--store", root, "report", "--data-version", small[:8]])
     assert chosen.exit_code == 0 and "temperature=0.2" in chosen.output
+
+
+def test_modalities_table_compares_each_modality_with_its_frozen_input(tmp_path):
+    db = tmp_path / "results.duckdb"
+    values = {"inputs": {"h1": 0.040, "h2": 0.050}, "contrastive": {"c1": 0.045, "c2": 0.030},
+              "multiloreft": {"phi1": 0.020, "phi2": 0.060, "z_s": 0.5}}
+    for method, components in values.items():
+        for seed, wiggle in ((0, -0.001), (1, 0.001)):
+            run_id = f"{method}-{seed}"
+            run = RunRow(run_id, method, "sim1", "sim1.m1", "sim1.m2", seed, "f" * 64, json.dumps({"seed": seed}),
+                         "2025-01-01T00:00:00", 1.0, 100, None, "abc", method)
+            rows = [ProbeRow(run_id, c, "y_cond", "mse", v + wiggle, PROTOCOL["mse"], 700, 150)
+                    for c, v in components.items()]
+            write_probes(db, run, [lab for lab in LABELS if lab.dataset == "sim1"], rows)
+    [table] = build_report(load_report_data(db), ["modalities"])
+    assert table.columns == ["Modality", "Representation", "y_cond (MSE) ↓"]
+    assert [(r[0].text, r[1].text, r[2].text, r[2].bold) for r in table.rows] == [
+        ("m1", "h1 (inputs)", "0.040 ± 0.001", False), ("", "phi1 (multiloreft)", "0.020 ± 0.001", True),
+        ("", "c1 (contrastive)", "0.045 ± 0.001", False),
+        ("m2", "h2 (inputs)", "0.050 ± 0.001", False), ("", "phi2 (multiloreft)", "0.060 ± 0.001", False),
+        ("", "c2 (contrastive)", "0.030 ± 0.001", True)]
+    assert table.rule_before == frozenset({0, 3})

@@ -44,6 +44,10 @@ def test_reproduce_table3a_probes_every_fused_representation(tmp_path):
     for method in ("multiloreft", "apollo", "drimu", "late-fusion", "cross-attention", "contrastive",
                    "mult-interactions", "inputs"):
         assert f"| {method} | fused |" in result.output
+    # Table 3b beside it: each modality's frozen input, contrastive projection and Φ
+    assert "| m1 | h1 (inputs) |" in result.output and "| m2 | h2 (inputs) |" in result.output
+    for row in ("|  | phi1 (multiloreft", "|  | c1 (contrastive", "|  | phi2 (multiloreft", "|  | c2 (contrastive"):
+        assert row in result.output
 
 
 @pytest.mark.parametrize("args, message", [
