@@ -181,7 +181,7 @@ class MultiLoReFT(AdapterMethod):
             mode = "tied" if d1 == d2 else "per_modality"
         if mode == "tied" and d1 != d2:
             raise UserError(f"shared_projection=tied needs equal dims, got {d1} and {d2}")
-        self.config, self.dims, self.shared_mode = config, dims, mode
+        self.config, self.dims = config, dims
         self.tied = mode == "tied"
         initial = config.rank or min(d1, d2)
         r_s, r_m1, r_m2 = ranks or (initial, initial, initial)

@@ -42,8 +42,13 @@ def learned_sizes(store: Store, data: PairedFeatures, seed: int) -> tuple[tuple[
             f"the subspace sizes from; fit one with `mmpipe fit {SIZE_SOURCE} --dataset {data.dataset} "
             f"--seeds {seed}`, or use --set size=input or --set sizes=R_S,R_M1,R_M2")
     run = max(runs, key=lambda r: r.record.get("started_at") or "")
+    return sizes_of_run(run), run.run_id
+
+
+def sizes_of_run(run: RunEntry) -> tuple[int, int, int]:
+    """(r_s, r_m1, r_m2): the final ranks of a MultiLoReFT run."""
     ranks = run.record["ranks"]
-    return tuple(int(ranks[c]["final"]) for c in COMPONENTS), run.run_id  # type: ignore[return-value]
+    return tuple(int(ranks[c]["final"]) for c in COMPONENTS)  # type: ignore[return-value]
 
 
 def resolve_sizes(config: Any, store: Store, data: PairedFeatures, seed: int) -> Any:

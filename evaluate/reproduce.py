@@ -22,6 +22,7 @@ from typing import Any
 
 from mmpipe.adapters.fit import fit_runs
 from mmpipe.adapters.registry import METHODS
+from mmpipe.adapters.sizes import sizes_of_run
 from mmpipe.evaluate.delta import delta, higher_is_better, mean_std
 from mmpipe.evaluate.probes import ProbeConfig, probe_run
 from mmpipe.evaluate.reference import PaperValue, paper_values
@@ -105,9 +106,8 @@ def fit_table(store: Store, spec: TableSpec, seeds: list[int], versions: dict[st
             if getattr(config, "size", None) == "learned" and config.sizes is None:
                 if set(seeds) - set(sizes_of):
                     raise UserError(f"{spec.key}: {method} needs a multiloreft fit before it")
-                seed_configs = {seed: dataclasses.replace(
-                    config, sizes=tuple(int(sizes_of[seed].record["ranks"][c]["final"]) for c in DECOUPLING),
-                    sizes_from=sizes_of[seed].run_id) for seed in seeds}
+                seed_configs = {seed: dataclasses.replace(config, sizes=sizes_of_run(sizes_of[seed]),
+                                                          sizes_from=sizes_of[seed].run_id) for seed in seeds}
             say(f"{spec.key}: {method}{' ' + str(dict(changes)) if changes else ''} on {dataset}, "
                 f"{len(seeds)} seed(s)" + (f" in {jobs} processes" if jobs > 1 else ""))
             outcomes = fit_runs(store, method, dataset, "m1", "m2", config, seeds, versions[dataset],
