@@ -68,6 +68,9 @@ in z_s1 (0.87) and z1 also in z_m1; adding ``hsic_standardize`` gives 5/7/40, no
 ranks 4/4/4 with y_s in z_m1/z_m2 at 0.73/0.71 on seed 0 (paper 5.2/4.6/4.6, 0.80/0.76) but 4/5/4
 with y_s in z_m1 at 0.98 on seed 1; ``orth_normalized`` alone 3/4/5 with y_s leaking into z_m2
 (1.00). No setting tried fits both simulations, so the defaults stay those that fit Simulation I.
+The Sim II leak is small but exact: z3 explains ~1.5 % of z_s1's variance beyond z1, z2, z4, yet
+a logistic probe reads it at 0.965 even at C = 1e-4 (the views are noise-free images of 4 and 3
+factors, so a probe can cancel the rest); whatever closes the gap has to remove it, not shrink it.
 
 Components: z_s1, z_s2, z_m1, z_m2, phi1, phi2, plus z_s = (z_s1 + z_s2) / 2 and
 fused = [z_s, z_m1, z_m2] (concatenation).
