@@ -8,15 +8,18 @@ mean and std (saved in the checkpoint), with AdamW and validation-based early st
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 from torch import nn
 
-from mmpipe.adapters.base import AdapterMethod
+from mmpipe.adapters.base import AdapterMethod, ProgressFn
 from mmpipe.adapters.data import PairedFeatures
-from mmpipe.adapters.sizes import resolve_sizes
+from mmpipe.adapters.loop import StepFn, ValidateFn, train_epochs
+from mmpipe.adapters.sizes import check_sizes, resolve_sizes
+from mmpipe.adapters.training import single_cpu_thread
 from mmpipe.store.root import Store
 
 
@@ -62,3 +65,16 @@ class Baseline(AdapterMethod):
         model = cls(config, dims)
         model.load_state_dict(state)
         return model
+
+
+def train_one_stage(model: Baseline, config: BaselineConfig, step: StepFn, validate: ValidateFn, n_train: int,
+                    generator: torch.Generator, device: torch.device, progress: ProgressFn | None, started: float,
+                    **record: Any) -> tuple[Baseline, dict[str, Any]]:
+    """Train with the config's schedule (one stage of ``train_epochs``, one CPU thread) and return
+    the model with its history record (``record`` adds method-specific entries)."""
+    with single_cpu_thread(device):
+        history = train_epochs(model, step, n_train, batch_size=config.minibatch_size, max_epochs=config.max_epochs,
+                               patience=config.patience, min_rel_improvement=config.min_rel_improvement,
+                               generator=generator, device=device, validate=validate, progress=progress)
+    return model, {"stage_history": [history], "epochs": history["epochs"], **record,
+                   "sizes": list(check_sizes(config, model.dims)), "timings": {"train_s": time.perf_counter() - started}}

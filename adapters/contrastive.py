@@ -21,13 +21,12 @@ from typing import Any
 import torch
 
 from mmpipe.adapters.base import ProgressFn
-from mmpipe.adapters.baseline import Baseline, BaselineConfig, mlp
+from mmpipe.adapters.baseline import Baseline, BaselineConfig, mlp, train_one_stage
 from mmpipe.adapters.data import PairedFeatures
-from mmpipe.adapters.loop import train_epochs
 from mmpipe.adapters.losses import symmetric_info_nce
 from mmpipe.adapters.registry import METHODS
 from mmpipe.adapters.sizes import check_sizes
-from mmpipe.adapters.training import resolve_device, seed_everything, single_cpu_thread
+from mmpipe.adapters.training import resolve_device, seed_everything
 
 
 @dataclass(frozen=True)
@@ -85,11 +84,4 @@ class Contrastive(Baseline):
             blocks = [(s, s + batch) for s in range(0, max(1, len(val1) - batch + 1), batch)]
             return sum(float(model.objective(val1[a:b], val2[a:b])) for a, b in blocks) / len(blocks)
 
-        with single_cpu_thread(device):
-            history = train_epochs(model, step, len(train1), batch_size=config.minibatch_size,
-                                   max_epochs=config.max_epochs, patience=config.patience,
-                                   min_rel_improvement=config.min_rel_improvement, generator=generator,
-                                   device=device, validate=validate, progress=progress)
-        return model, {"stage_history": [history], "epochs": history["epochs"],
-                       "sizes": list(check_sizes(config, model.dims)),
-                       "timings": {"train_s": time.perf_counter() - started}}
+        return train_one_stage(model, config, step, validate, len(train1), generator, device, progress, started)

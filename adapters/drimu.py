@@ -41,13 +41,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmpipe.adapters.base import ProgressFn
-from mmpipe.adapters.baseline import Baseline, BaselineConfig, mlp
+from mmpipe.adapters.baseline import Baseline, BaselineConfig, mlp, train_one_stage
 from mmpipe.adapters.data import PairedFeatures
-from mmpipe.adapters.loop import train_epochs
 from mmpipe.adapters.losses import discriminator_loss, fooling_loss, symmetric_info_nce
 from mmpipe.adapters.registry import METHODS
 from mmpipe.adapters.sizes import check_sizes
-from mmpipe.adapters.training import resolve_device, seed_everything, single_cpu_thread
+from mmpipe.adapters.training import resolve_device, seed_everything
 
 
 @dataclass(frozen=True)
@@ -151,11 +150,4 @@ class DRIMU(Baseline):
             losses = model.objective(val1, val2)
             return float(config.alpha * losses["shared"] + losses["rec"])
 
-        with single_cpu_thread(device):
-            history = train_epochs(model, step, len(train1), batch_size=config.minibatch_size,
-                                   max_epochs=config.max_epochs, patience=config.patience,
-                                   min_rel_improvement=config.min_rel_improvement, generator=generator,
-                                   device=device, validate=validate, progress=progress)
-        return model, {"stage_history": [history], "epochs": history["epochs"],
-                       "sizes": list(check_sizes(config, model.dims)),
-                       "timings": {"train_s": time.perf_counter() - started}}
+        return train_one_stage(model, config, step, validate, len(train1), generator, device, progress, started)

@@ -14,12 +14,10 @@ from typing import Any
 import torch
 
 from mmpipe.adapters.base import ProgressFn
-from mmpipe.adapters.baseline import Baseline, BaselineConfig
+from mmpipe.adapters.baseline import Baseline, BaselineConfig, train_one_stage
 from mmpipe.adapters.data import PairedFeatures
-from mmpipe.adapters.loop import train_epochs
-from mmpipe.adapters.sizes import check_sizes
 from mmpipe.adapters.targets import Target, supervised_target
-from mmpipe.adapters.training import resolve_device, seed_everything, single_cpu_thread
+from mmpipe.adapters.training import resolve_device, seed_everything
 
 
 @dataclass(frozen=True)
@@ -69,12 +67,5 @@ class SupervisedFusion(Baseline):
             optimizer.step()
             return float(loss.detach())
 
-        with single_cpu_thread(device):
-            history = train_epochs(model, step, len(train1), batch_size=config.minibatch_size,
-                                   max_epochs=config.max_epochs, patience=config.patience,
-                                   min_rel_improvement=config.min_rel_improvement, generator=generator,
-                                   device=device, progress=progress,
-                                   validate=lambda: float(model.objective(target, target.val_y, val1, val2)))
-        return model, {"stage_history": [history], "epochs": history["epochs"], "target": target.name,
-                       "sizes": list(check_sizes(config, model.dims)),
-                       "timings": {"train_s": time.perf_counter() - started}}
+        return train_one_stage(model, config, step, lambda: float(model.objective(target, target.val_y, val1, val2)),
+                               len(train1), generator, device, progress, started, target=target.name)

@@ -341,6 +341,11 @@ def _report_fit(outcome: FitOutcome) -> None:
               f"{', ranks ' + rank_text if rank_text else ''}", markup=False, highlight=False)
 
 
+def _check_jobs(jobs: int) -> None:
+    if jobs < 1:
+        raise UserError(f"--jobs must be at least 1, not {jobs}")
+
+
 def _fit_with_progress(store: Store, method: str, dataset: str, m1: str, m2: str, config: Any, seeds: list[int],
                        data_version: str | None, jobs: int) -> list[FitOutcome]:
     what = f"fitting {method} on {dataset} ({m1} + {m2}), seeds {','.join(map(str, seeds))}"
@@ -370,8 +375,7 @@ def fit(
         config = load_config_file(config, str(config_file))
     config = apply_overrides(config, list(overrides or []))
     seed_list = _seeds(seeds)
-    if jobs < 1:
-        raise UserError(f"--jobs must be at least 1, not {jobs}")
+    _check_jobs(jobs)
     if m1 is None or m2 is None:
         if not issubclass(DATASETS.get(dataset), Simulation):
             raise UserError(f"{dataset} needs --m1 and --m2 (encoder names, e.g. --m1 r3d18 --m2 wavlm)")
@@ -396,8 +400,7 @@ def demo(
     from mmpipe.evaluate.results import save_probes, variant_of
 
     seed_list = _seeds(seeds)
-    if jobs < 1:
-        raise UserError(f"--jobs must be at least 1, not {jobs}")
+    _check_jobs(jobs)
     config = apply_overrides(METHODS.get("multiloreft").Config(), list(overrides or []))
     sim_config = apply_overrides(DATASETS.get("sim1").Config(), {"n": n})
     store = _store(ctx, create=True)
@@ -551,8 +554,7 @@ def reproduce(
         raise UserError(f"unknown --format {fmt!r}; valid: {', '.join(REPORT_FORMATS)}")
     if seeds < 1 or n < 20:
         raise UserError("--seeds must be at least 1 and --n at least 20")
-    if jobs < 1:
-        raise UserError(f"--jobs must be at least 1, not {jobs}")
+    _check_jobs(jobs)
     store = _store(ctx, create=True)
     started = time.perf_counter()
     versions = {}
