@@ -5,6 +5,8 @@ Each table is a spec: the datasets, the (method, config changes) fits per datase
 rows / components / label columns it shows. Runs and probe rows already in the store are reused
 (same config and seed = the same run; a run with probe rows in the results DB is not re-probed).
 Baselines are sized by the MultiLoReFT run of the same dataset and seed fitted here (paper §5.1).
+A method may carry per-dataset settings (``DATASET_SETTINGS``, the analogue of a paper's
+per-dataset hyperparameters); every fit of it on that dataset, ablations included, gets them.
 
 Marks, ours against the paper's mean ± std: ``within`` when |ours − paper| ≤ max(std, 0.0005)
 (numbers are printed to three decimals), else ``better`` / ``worse`` in the metric's direction
@@ -50,6 +52,18 @@ class TableSpec:
     # report tables (evaluate/report.py) over the same runs, printed after it; the paper has no numbers for them
     companions: tuple[str, ...] = ()
 
+
+# (method, dataset) → config changes for every fit of that method on that dataset. The paper gives
+# no optimiser or decay settings. MultiLoReFT's decay on its projections decides which directions
+# fade before pruning, and no one value fits both simulations (adapters/multiloreft.py): on
+# Simulation II the default 1e-3 leaves the shared rank at 40 and z3 in z_s, while 0.1 and more
+# collapse Simulation I's z_s to rank 1. Each value was chosen without the test split by
+# `tests/benchmarks/bench_multiloreft.py select` (seed 0, grid 0.001 0.01 0.03 0.1 0.3 1, largest
+# mean validation Δ over the dataset's Table 1 labels).
+DATASET_SETTINGS: dict[tuple[str, str], tuple[tuple[str, Any], ...]] = {
+    ("multiloreft", "sim1"): (("projection_weight_decay", 0.01),),
+    ("multiloreft", "sim2"): (("projection_weight_decay", 0.3),),
+}
 
 ABLATIONS6 = (("use_orth", False), ("use_indep", False), ("use_mi", False), ("weighting", "fixed"))
 SPECS: dict[str, TableSpec] = {s.key: s for s in (
@@ -101,14 +115,16 @@ def fit_table(store: Store, spec: TableSpec, seeds: list[int], versions: dict[st
         sizes_of: dict[int, RunEntry] = {}  # seed → this table's MultiLoReFT run
         for method, changes in spec.fits:
             cls = METHODS.get(method)
-            config = capped(dataclasses.replace(cls.Config(), **dict(changes)), max_epochs)
+            settings = DATASET_SETTINGS.get((method, dataset), ())
+            config = capped(dataclasses.replace(cls.Config(), **{**dict(settings), **dict(changes)}), max_epochs)
             seed_configs = {}
             if getattr(config, "size", None) == "learned" and config.sizes is None:
                 if set(seeds) - set(sizes_of):
                     raise UserError(f"{spec.key}: {method} needs a multiloreft fit before it")
                 seed_configs = {seed: dataclasses.replace(config, sizes=sizes_of_run(sizes_of[seed]),
                                                           sizes_from=sizes_of[seed].run_id) for seed in seeds}
-            say(f"{spec.key}: {method}{' ' + str(dict(changes)) if changes else ''} on {dataset}, "
+            shown = {**dict(settings), **dict(changes)}
+            say(f"{spec.key}: {method}{' ' + str(shown) if shown else ''} on {dataset}, "
                 f"{len(seeds)} seed(s)" + (f" in {jobs} processes" if jobs > 1 else ""))
             outcomes = fit_runs(store, method, dataset, "m1", "m2", config, seeds, versions[dataset],
                                 progress=lambda message, m=method: say(f"{m}: {message}"), jobs=jobs,

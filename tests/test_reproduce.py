@@ -7,8 +7,9 @@ from collections import defaultdict
 import pytest
 from typer.testing import CliRunner
 
+from mmpipe.adapters.multiloreft import MultiLoReFTConfig
 from mmpipe.evaluate.reference import PAPER_VALUES, PaperValue, paper_values
-from mmpipe.evaluate.reproduce import SPECS, mark
+from mmpipe.evaluate.reproduce import DATASET_SETTINGS, SPECS, mark
 from mmpipe.pipeline.cli import app
 from mmpipe.store.root import Store
 
@@ -26,6 +27,11 @@ def test_reproduce_table1_end_to_end_then_reuses_everything(tmp_path):
     for run in store.runs("drimu"):  # sized by the multiloreft run of its own data and seed
         source = store.run(run.record["config"]["sizes_from"])
         assert source.record["seed"] == run.record["seed"] and source.record["dataset"] == run.record["dataset"]
+    for run in store.runs("multiloreft"):  # the per-dataset settings reach the fit, and only on their dataset
+        expected = dict(DATASET_SETTINGS.get(("multiloreft", run.record["dataset"]), ()))
+        decay = run.record["config"]["projection_weight_decay"]
+        assert decay == expected.get("projection_weight_decay", MultiLoReFTConfig().projection_weight_decay)
+    assert DATASET_SETTINGS[("multiloreft", "sim1")] != DATASET_SETTINGS[("multiloreft", "sim2")]  # or nothing is tested
     assert "| multiloreft | z\\_s |" in result.output and "paper" in result.output
     assert "[within]" in result.output or "[better]" in result.output or "[worse]" in result.output
     assert "sim2 z3: right component" in result.output and "Largest Δ" in result.output
