@@ -101,6 +101,11 @@ def bench_loop(store: Store, epochs: int) -> None:
         assert rows == 2 * (len(h1) - len(h1) % config.minibatch_size)  # both fed the same rows
         print(f"{feeder:>28}: {feed[feeder]:.0f} epochs/s of batches alone (no training step)")
     print(f"feeding alone: {feed['index permutation'] / feed['DataLoader(TensorDataset)']:.0f}x")
+    # a feeder that cost nothing would still pay the training step: the best any feeder can reach
+    train_s = 1 / timings["index permutation"] - 1 / feed["index permutation"]
+    ceiling = (train_s + 1 / feed["DataLoader(TensorDataset)"]) / train_s
+    print(f"ceiling for any feeder on this machine: {ceiling:.2f}x (DataLoader feeding "
+          f"{1e3 / feed['DataLoader(TensorDataset)']:.1f} ms vs training {1e3 * train_s:.0f} ms per epoch)")
 
 
 def bench_fit(store: Store, seeds: list[int]) -> None:
