@@ -38,13 +38,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmpipe.adapters.base import ProgressFn
-from mmpipe.adapters.baseline import Baseline, BaselineConfig, mlp
+from mmpipe.adapters.baseline import Baseline, BaselineConfig, mlp, start_fit
 from mmpipe.adapters.data import PairedFeatures
 from mmpipe.adapters.loop import train_epochs
 from mmpipe.adapters.losses import latent_norm_penalty
 from mmpipe.adapters.registry import METHODS
 from mmpipe.adapters.sizes import check_sizes
-from mmpipe.adapters.training import resolve_device, seed_everything, single_cpu_thread
+from mmpipe.adapters.training import single_cpu_thread
 
 
 @dataclass(frozen=True)
@@ -128,15 +128,10 @@ class APOLLO(Baseline):
     @classmethod
     def fit(cls, data: PairedFeatures, config: APOLLOConfig, seed: int,
             progress: ProgressFn | None = None) -> tuple[APOLLO, dict[str, Any]]:
-        started = time.perf_counter()
-        generator = seed_everything(seed)
-        device = resolve_device(config.device)
-        data = data.to(device)
-        train1, train2 = data.split("train")
-        model = cls(config, (data.h1.shape[1], data.h2.shape[1]), n_train=len(train1)).to(device)
-        model.fit_scaler(train1, train2)
-        train1, train2 = model.standardized(train1, train2)
-        val1, val2 = model.standardized(*data.split("val"))
+        start = start_fit(data, config, seed, lambda d: cls(config, (d.h1.shape[1], d.h2.shape[1]),
+                                                            n_train=len(d.split("train")[0])))
+        model, generator, device, started = start.model, start.generator, start.device, start.started
+        (train1, train2), (val1, val2) = start.split("train"), start.split("val")
         common = {"batch_size": config.minibatch_size, "patience": config.patience,
                   "min_rel_improvement": config.min_rel_improvement, "generator": generator, "device": device,
                   "progress": progress}

@@ -9,6 +9,7 @@ mean and std (saved in the checkpoint), with AdamW and validation-based early st
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -19,7 +20,7 @@ from mmpipe.adapters.base import AdapterMethod, ProgressFn
 from mmpipe.adapters.data import PairedFeatures
 from mmpipe.adapters.loop import StepFn, ValidateFn, train_epochs
 from mmpipe.adapters.sizes import check_sizes, resolve_sizes
-from mmpipe.adapters.training import single_cpu_thread
+from mmpipe.adapters.training import resolve_device, seed_everything, single_cpu_thread
 from mmpipe.store.root import Store
 
 
@@ -65,6 +66,35 @@ class Baseline(AdapterMethod):
         model = cls(config, dims)
         model.load_state_dict(state)
         return model
+
+
+@dataclass(frozen=True)
+class FitStart:
+    """What every baseline's ``fit`` begins with: a seeded generator, the data on the device and a
+    model built on it whose standardisation uses the train statistics."""
+
+    model: Baseline
+    data: PairedFeatures
+    generator: torch.Generator
+    device: torch.device
+    started: float
+
+    def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """One split of both modalities, standardised: (n, d1), (n, d2)."""
+        return self.model.standardized(*self.data.split(name))
+
+
+def start_fit(data: PairedFeatures, config: BaselineConfig, seed: int,
+              build: Callable[[PairedFeatures], Baseline]) -> FitStart:
+    """Seed, move ``data`` to the config's device, ``build`` the model from it (after seeding, so
+    its initialisation is the seed's) and fit its scaler on the train rows."""
+    started = time.perf_counter()
+    generator = seed_everything(seed)
+    device = resolve_device(config.device)
+    data = data.to(device)
+    model = build(data).to(device)
+    model.fit_scaler(*data.split("train"))
+    return FitStart(model, data, generator, device, started)
 
 
 def train_one_stage(model: Baseline, config: BaselineConfig, step: StepFn, validate: ValidateFn, n_train: int,

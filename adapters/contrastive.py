@@ -14,19 +14,17 @@ w = max(r_s + r_m1, r_s + r_m2): as wide as the wider modality's MultiLoReFT rep
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from mmpipe.adapters.base import ProgressFn
-from mmpipe.adapters.baseline import Baseline, BaselineConfig, mlp, train_one_stage
+from mmpipe.adapters.baseline import Baseline, BaselineConfig, mlp, start_fit, train_one_stage
 from mmpipe.adapters.data import PairedFeatures
 from mmpipe.adapters.losses import symmetric_info_nce
 from mmpipe.adapters.registry import METHODS
 from mmpipe.adapters.sizes import check_sizes
-from mmpipe.adapters.training import resolve_device, seed_everything
 
 
 @dataclass(frozen=True)
@@ -61,14 +59,9 @@ class Contrastive(Baseline):
     @classmethod
     def fit(cls, data: PairedFeatures, config: ContrastiveConfig, seed: int,
             progress: ProgressFn | None = None) -> tuple[Contrastive, dict[str, Any]]:
-        started = time.perf_counter()
-        generator = seed_everything(seed)
-        device = resolve_device(config.device)
-        data = data.to(device)
-        model = cls(config, (data.h1.shape[1], data.h2.shape[1])).to(device)
-        model.fit_scaler(*data.split("train"))
-        train1, train2 = model.standardized(*data.split("train"))
-        val1, val2 = model.standardized(*data.split("val"))
+        start = start_fit(data, config, seed, lambda d: cls(config, (d.h1.shape[1], d.h2.shape[1])))
+        model = start.model
+        (train1, train2), (val1, val2) = start.split("train"), start.split("val")
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         batch = min(config.minibatch_size, len(train1))
 
@@ -84,4 +77,5 @@ class Contrastive(Baseline):
             blocks = [(s, s + batch) for s in range(0, max(1, len(val1) - batch + 1), batch)]
             return sum(float(model.objective(val1[a:b], val2[a:b])) for a, b in blocks) / len(blocks)
 
-        return train_one_stage(model, config, step, validate, len(train1), generator, device, progress, started)
+        return train_one_stage(model, config, step, validate, len(train1), start.generator, start.device, progress,
+                               start.started)

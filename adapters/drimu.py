@@ -32,7 +32,6 @@ z_s2, z_m1, z_m2, z_s = (z_s1 + z_s2) / 2, fused = [z_s, z_m1, z_m2].
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,12 +40,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from mmpipe.adapters.base import ProgressFn
-from mmpipe.adapters.baseline import Baseline, BaselineConfig, mlp, train_one_stage
+from mmpipe.adapters.baseline import Baseline, BaselineConfig, mlp, start_fit, train_one_stage
 from mmpipe.adapters.data import PairedFeatures
 from mmpipe.adapters.losses import discriminator_loss, fooling_loss, symmetric_info_nce
 from mmpipe.adapters.registry import METHODS
 from mmpipe.adapters.sizes import check_sizes
-from mmpipe.adapters.training import resolve_device, seed_everything
 
 
 @dataclass(frozen=True)
@@ -123,14 +121,9 @@ class DRIMU(Baseline):
     @classmethod
     def fit(cls, data: PairedFeatures, config: DRIMUConfig, seed: int,
             progress: ProgressFn | None = None) -> tuple[DRIMU, dict[str, Any]]:
-        started = time.perf_counter()
-        generator = seed_everything(seed)
-        device = resolve_device(config.device)
-        data = data.to(device)
-        model = cls(config, (data.h1.shape[1], data.h2.shape[1])).to(device)
-        model.fit_scaler(*data.split("train"))
-        train1, train2 = model.standardized(*data.split("train"))
-        val1, val2 = model.standardized(*data.split("val"))
+        start = start_fit(data, config, seed, lambda d: cls(config, (d.h1.shape[1], d.h2.shape[1])))
+        model = start.model
+        (train1, train2), (val1, val2) = start.split("train"), start.split("val")
         encoders = torch.optim.AdamW(model.encoder_parameters(), lr=config.lr, weight_decay=config.weight_decay)
         discriminators = torch.optim.AdamW([p for d in model.discriminators() for p in d.parameters()],
                                            lr=config.discriminator_lr, weight_decay=config.weight_decay)
@@ -150,4 +143,5 @@ class DRIMU(Baseline):
             losses = model.objective(val1, val2)
             return float(config.alpha * losses["shared"] + losses["rec"])
 
-        return train_one_stage(model, config, step, validate, len(train1), generator, device, progress, started)
+        return train_one_stage(model, config, step, validate, len(train1), start.generator, start.device, progress,
+                               start.started)
