@@ -44,12 +44,13 @@ from mmpipe.evaluate import terminal
 from mmpipe.evaluate.delta import delta
 from mmpipe.evaluate.probes import ProbeConfig, label_data, probe_components, probe_runs
 from mmpipe.evaluate.report import ReportFilters, build_report, load_report_data
-from mmpipe.evaluate.reproduce import DATASET_SETTINGS
+from mmpipe.evaluate.reproduce import DATASET_SETTINGS, OWNER
 from mmpipe.evaluate.results import save_probes
 from mmpipe.pipeline.datasets.sim1 import Sim1Config
 from mmpipe.pipeline.datasets.sim2 import Sim2Config
 from mmpipe.pipeline.simulate import simulate
 from mmpipe.store.root import Store
+from mmpipe.store.runs import RunEntry
 
 CONFIGS = {"sim1": Sim1Config(), "sim2": Sim2Config()}
 
@@ -140,7 +141,7 @@ def bench_behaviour(store: Store, seeds: list[int], datasets: list[str], jobs: i
         console.print(group)
 
 
-def validation_deltas(store: Store, run, labels: dict[str, str]) -> dict[str, float]:
+def validation_deltas(store: Store, run: RunEntry, labels: dict[str, str]) -> dict[str, float]:
     """Δ per owned label, probed inside the validation split: its rows are split in two by
     position, the first half selects C / alpha and the second half is scored; test is unused."""
     manifest = store.manifest(run.record["dataset"], run.record.get("manifest_version"))
@@ -160,12 +161,9 @@ def validation_deltas(store: Store, run, labels: dict[str, str]) -> dict[str, fl
     return {label: delta(labels[label], metric, by_component) for (label, metric), by_component in scores.items()}
 
 
-SELECT_LABELS = {"sim1": {"y_s": "shared", "y_m1": "m1", "y_m2": "m2"}, "sim2": {"z1": "shared", "z3": "m1"}}
-
-
 def bench_select(store: Store, seeds: list[int], datasets: list[str], grid: list[float], jobs: int) -> None:
     for name in datasets:
-        labels = SELECT_LABELS[name]
+        labels = {label: owner for (dataset, label), owner in OWNER.items() if dataset == name and owner != "joint"}
         means = {}
         for decay in grid:
             config = MultiLoReFTConfig(device="cpu", projection_weight_decay=decay)
