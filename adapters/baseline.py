@@ -70,8 +70,9 @@ class Baseline(AdapterMethod):
 
 @dataclass(frozen=True)
 class FitStart:
-    """What every baseline's ``fit`` begins with: a seeded generator, the data on the device and a
-    model built on it whose standardisation uses the train statistics."""
+    """How contrastive, DRIM-U and APOLLO begin ``fit``: a seeded generator, the data on the device
+    and a model built on it whose standardisation uses the train statistics (the supervised
+    fusions differ: they build from their target and take its rows)."""
 
     model: Baseline
     data: PairedFeatures
