@@ -46,7 +46,8 @@ uninformative); initial rank = min(d1, d2); f hidden width 64 with GELU; AdamW w
 decay on all parameters, learning rate 0.01; batch size 256; ε = 0.1 on singular values that
 start at 1 (orthonormal rows at initialisation); epoch caps of 100 / 100 / 200 per stage. With the
 paper's criterion (0.1 % relative improvement) the stages on Sim I keep creeping and usually end at
-their caps; the ranks settle within ~20 joint epochs (see the benchmark notes in the README).
+their caps (`bench_multiloreft.py fit` prints why each stage ended); the ranks settle within ~20
+joint epochs.
 
 Two further options, off by default: ``orth_normalized`` divides each term of Eq. 6 by
 ||R_s||_F ||R_m||_F (Eq. 6 as printed falls when every projection shrinks, and cosine InfoNCE does
