@@ -129,7 +129,7 @@ class APOLLO(Baseline):
     def fit(cls, data: PairedFeatures, config: APOLLOConfig, seed: int,
             progress: ProgressFn | None = None) -> tuple[APOLLO, dict[str, Any]]:
         start = start_fit(data, config, seed, lambda d: cls(config, (d.h1.shape[1], d.h2.shape[1]),
-                                                            n_train=len(d.split("train")[0])))
+                                                            n_train=len(d.split_index["train"])))
         model, generator, device, started = start.model, start.generator, start.device, start.started
         (train1, train2), (val1, val2) = start.split("train"), start.split("val")
         common = {"batch_size": config.minibatch_size, "patience": config.patience,

@@ -115,16 +115,15 @@ def fit_table(store: Store, spec: TableSpec, seeds: list[int], versions: dict[st
         sizes_of: dict[int, RunEntry] = {}  # seed → this table's MultiLoReFT run
         for method, changes in spec.fits:
             cls = METHODS.get(method)
-            settings = DATASET_SETTINGS.get((method, dataset), ())
-            config = capped(dataclasses.replace(cls.Config(), **{**dict(settings), **dict(changes)}), max_epochs)
+            requested = {**dict(DATASET_SETTINGS.get((method, dataset), ())), **dict(changes)}
+            config = capped(dataclasses.replace(cls.Config(), **requested), max_epochs)
             seed_configs = {}
             if getattr(config, "size", None) == "learned" and config.sizes is None:
                 if set(seeds) - set(sizes_of):
                     raise UserError(f"{spec.key}: {method} needs a multiloreft fit before it")
                 seed_configs = {seed: dataclasses.replace(config, sizes=sizes_of_run(sizes_of[seed]),
                                                           sizes_from=sizes_of[seed].run_id) for seed in seeds}
-            shown = {**dict(settings), **dict(changes)}
-            say(f"{spec.key}: {method}{' ' + str(shown) if shown else ''} on {dataset}, "
+            say(f"{spec.key}: {method}{' ' + str(requested) if requested else ''} on {dataset}, "
                 f"{len(seeds)} seed(s)" + (f" in {jobs} processes" if jobs > 1 else ""))
             outcomes = fit_runs(store, method, dataset, "m1", "m2", config, seeds, versions[dataset],
                                 progress=lambda message, m=method: say(f"{m}: {message}"), jobs=jobs,
