@@ -1,7 +1,9 @@
 """The extraction engine: run one frozen encoder over one modality of a dataset, into the store.
 
-Flow: build the manifest → declare the encoder spec and identify its weights → open the feature
-writer for the key (dataset, manifest version, modality, spec, options, weights, layers, dtype).
+Flow: build the manifest → declare the encoder spec and identify its weights → choose the
+dataset's modality the encoder reads (the only one of the encoder's kind, or ``modality``) → open
+the feature writer of ``<dataset>.<modality>.<encoder>`` for the key (dataset, manifest version,
+modality, media column, spec, options, weights, layers, dtype).
 A published entry means there is nothing to do, without loading the model. Otherwise the model
 is loaded and every *pending* chunk of rows is computed:
 
@@ -42,11 +44,12 @@ from rich.progress import (
 from rich.text import Text
 from torch.utils.data import DataLoader
 
+from mmpipe.adapters.data import feature_name
 from mmpipe.pipeline.datasets import DATASETS
 from mmpipe.pipeline.encoders.base import Encoder
 from mmpipe.store.errors import UserError
 from mmpipe.store.features import DTYPES, FeatureEntry
-from mmpipe.store.manifest import Manifest
+from mmpipe.store.manifest import Manifest, Modality
 from mmpipe.store.root import Store
 
 
@@ -58,7 +61,7 @@ class ExtractOptions:
     num_workers: int = 2
     device: str = "auto"
     chunk_rows: int | None = None  # None: the store's default (~1.5 MiB of rows)
-    modality: str | None = None  # m1/m2; None: the only one of the encoder's kind
+    modality: str | None = None  # a modality name of the dataset; None: the only one of the encoder's kind
 
 
 @dataclass
@@ -82,23 +85,28 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def choose_modality(dataset: Any, config: Any, manifest: Manifest, kind: str, requested: str | None) -> str:
-    """The manifest modality (m1/m2) whose media the encoder's kind (audio/video/...) reads."""
-    kinds = dataset.modality_kinds(config) if hasattr(dataset, "modality_kinds") else dict(dataset.modalities)
-    usable = {m: k for m, k in kinds.items() if manifest.modalities.get(m)}
+def choose_modality(manifest: Manifest, kind: str, requested: str | None) -> Modality:
+    """The dataset's modality whose media the encoder's kind (audio, video, ...) reads: ``requested``
+    if given (it must have media of that kind), else the only one of that kind."""
+    with_media = [m for m in manifest.modalities if m.column is not None]
+    of_kind = [m for m in with_media if m.kind == kind]
     if requested is not None:
-        if requested not in usable:
-            raise UserError(f"{manifest.dataset} has no media for modality {requested!r}; has {', '.join(usable) or 'none'}")
-        if usable[requested] != kind:
-            raise UserError(f"{manifest.dataset} {requested} is {usable[requested]}, but the encoder reads {kind}")
-        return requested
-    matches = [m for m, k in usable.items() if k == kind]
-    if not matches:
-        described = ", ".join(f"{m}={k}" for m, k in usable.items()) or "no media"
+        chosen = manifest.modality(requested)  # an unknown name lists the valid ones
+        if chosen.column is None:
+            raise UserError(f"{manifest.dataset} {requested} has no media to extract (its features are given)")
+        if chosen.kind != kind:
+            choices = ", ".join(m.name for m in of_kind) or "none"
+            raise UserError(f"{manifest.dataset} {requested} is {chosen.kind}, but the encoder reads {kind}; "
+                            f"{manifest.dataset} modalities of kind {kind}: {choices}")
+        return chosen
+    if not of_kind:
+        described = ", ".join(f"{m.name} ({m.kind})" for m in with_media) or "no media"
         raise UserError(f"the encoder reads {kind}, but {manifest.dataset} has {described}")
-    if len(matches) > 1:
-        raise UserError(f"{manifest.dataset} has {kind} in {' and '.join(matches)}; choose one with --set modality=m1")
-    return matches[0]
+    if len(of_kind) > 1:
+        names = [m.name for m in of_kind]
+        raise UserError(f"{manifest.dataset} has {kind} in {len(names)} modalities ({', '.join(names)}); choose "
+                        f"one with --set modality=NAME")
+    return of_kind[0]
 
 
 # -- worker side -------------------------------------------------------------------------------
@@ -245,8 +253,8 @@ def extract(store: Store, dataset_name: str, dataset_config: Any, encoder: Encod
     manifest = dataset.manifest(dataset_config)
     spec = encoder.spec(weights)
     spec.check_layers(options.layers)
-    modality = choose_modality(dataset, dataset_config, manifest, spec.modality, options.modality)
-    column = manifest.modalities[modality]
+    chosen = choose_modality(manifest, spec.modality, options.modality)
+    modality, column = chosen.name, chosen.column
     version = store.save_manifest(manifest)
     if weights is None:
         identity = encoder.weights_identity(weights)
@@ -254,7 +262,7 @@ def extract(store: Store, dataset_name: str, dataset_config: Any, encoder: Encod
         identity = store.stat_memo.get(f"weights-identity/{encoder.name}", Path(weights),
                                        lambda: encoder.weights_identity(weights))
     key = feature_key(dataset_name, version, modality, column, spec, identity, options)
-    name = f"{dataset_name}.{encoder.name}"
+    name = feature_name(dataset_name, modality, encoder.name)
     extras = {f"layer{k}": (spec.layer_dims[k],) for k in options.layers}
     with store.writer(name, key, n_rows=len(manifest), dim=spec.dim, dtype=options.dtype, extras=extras,
                       chunk_rows=options.chunk_rows) as writer:

@@ -1,4 +1,8 @@
-"""Write a simulation's manifest and its two modality arrays into the store."""
+"""Write a simulation's manifest and its modality arrays into the store.
+
+Each modality's array becomes the feature entry ``<simulation>.<modality>.simulated`` (e.g.
+``sim1.m1.simulated``); its key names the modality, as every feature entry's key does.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +10,19 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from mmpipe.adapters.data import feature_name
 from mmpipe.pipeline.datasets import DATASETS, Simulation
 from mmpipe.store.errors import UserError
 from mmpipe.store.features import FeatureEntry
 from mmpipe.store.root import Store
 
+SIMULATED = "simulated"  # the feature part of a simulation's entry names
+
 
 @dataclass(frozen=True)
 class SimulationResult:
     manifest_version: str
-    entries: dict[str, FeatureEntry]
+    entries: dict[str, FeatureEntry]  # modality -> its entry
     created: list[str]  # feature names written by this call; empty when everything was cached
 
 
@@ -33,9 +40,14 @@ def simulate(store: Store, name: str, config: Any, *, dtype: str = "float32") ->
     generate_seconds = time.perf_counter() - started
     version = store.save_manifest(manifest)
     entries, created = {}, []
-    for modality, array in arrays.items():
-        feature = f"{name}.{modality}"
-        key = {"dataset": name, "manifest_version": version, "simulation": asdict(config), "dtype": dtype}
+    if sorted(arrays) != sorted(manifest.modality_names):  # a simulation bug, not a user error
+        raise RuntimeError(f"{name} generated arrays for {sorted(arrays)}, but its manifest declares "
+                           f"{list(manifest.modality_names)}")
+    for modality in manifest.modality_names:  # in the manifest's order
+        array = arrays[modality]
+        feature = feature_name(name, modality, SIMULATED)
+        key = {"dataset": name, "manifest_version": version, "modality": modality, "simulation": asdict(config),
+               "dtype": dtype}
         with store.writer(feature, key, n_rows=array.shape[0], dim=array.shape[1], dtype=dtype) as writer:
             if writer.existing is not None:
                 entries[modality] = writer.existing

@@ -8,7 +8,7 @@ import soundfile
 from mmpipe.pipeline.datasets import DATASETS
 from mmpipe.pipeline.datasets.cremad import KNOWN_BROKEN, LABELS, Cremad, CremadConfig
 from mmpipe.store.errors import UserError
-from mmpipe.store.manifest import read_manifest, write_manifest
+from mmpipe.store.manifest import Modality, read_manifest, write_manifest
 from tests.media import write_wav
 from tests.synthetic_trees import cremad_meta_dir, cremad_subset, make_cremad_tree
 
@@ -35,7 +35,7 @@ def _manifest(root: Path, **changes):
 
 def test_registered_with_paper_modalities():
     assert DATASETS.get("cremad") is Cremad
-    assert Cremad.modalities == {"m1": "video", "m2": "audio"}
+    assert Cremad.modalities == (Modality("video", "video"), Modality("audio", "audio"))  # the paper's M1, M2
 
 
 def test_synthetic_tree_has_real_names_durations_and_demographics(tree):
@@ -52,7 +52,9 @@ def test_synthetic_tree_has_real_names_durations_and_demographics(tree):
 
 
 def test_labels_come_from_file_names_and_the_real_demographics(tree):
-    table = _manifest(tree).table.set_index("sample_id")
+    manifest = _manifest(tree)
+    assert manifest.modalities == (Modality("video", "video", "video_path"), Modality("audio", "audio", "audio_path"))
+    table = manifest.table.set_index("sample_id")
     assert len(table) == 38 and table.index.is_unique
     clip = table.loc["1076_MTI_SAD_XX"]
     assert (clip["group"], clip["sentence"], clip["emotion"], clip["emotion_level"]) == ("1076", "MTI", "SAD", "XX")
@@ -70,9 +72,9 @@ def test_labels_come_from_file_names_and_the_real_demographics(tree):
 def test_label_owners_follow_the_paper():
     assert {spec.name: (spec.kind, spec.owner) for spec in LABELS} == {
         "emotion": ("categorical", "shared"), "emotion_level": ("categorical", "shared"),
-        "sentence": ("categorical", "m2"),  # §5: best captured by audio
-        "sex": ("categorical", "m1"), "ethnicity": ("categorical", "m1"),  # §5: primarily video
-        "race": ("categorical", "m1"), "age": ("continuous", "m1"),
+        "sentence": ("categorical", "audio"),  # §5: best captured by audio
+        "sex": ("categorical", "video"), "ethnicity": ("categorical", "video"),  # §5: primarily video
+        "race": ("categorical", "video"), "age": ("continuous", "video"),
     }
 
 
@@ -184,8 +186,8 @@ def test_unusable_media_per_modality(small_tree):
         shutil.copyfile(small_tree / "VideoFlash" / f"{clips[1]}.flv", small_tree / "VideoFlash" / f"{clip}.flv")
     manifest = _manifest(small_tree)
     ids = manifest.table["sample_id"].tolist()
-    video = {ids[row]: why for row, why in Cremad().unusable_media(manifest, "m1").items()}
-    audio = {ids[row]: why for row, why in Cremad().unusable_media(manifest, "m2").items()}
+    video = {ids[row]: why for row, why in Cremad().unusable_media(manifest, "video").items()}
+    audio = {ids[row]: why for row, why in Cremad().unusable_media(manifest, "audio").items()}
     assert set(video) == {clips[0], "1076_MTI_NEU_XX", "1076_MTI_SAD_XX"}
     assert video[clips[0]].startswith("missing: no VideoFlash/") and "known broken" in video["1076_MTI_SAD_XX"]
     assert audio == {"1076_MTI_SAD_XX": "known broken (CREMA-D README): audio: no audio, very short"}

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from mmpipe.pipeline.datasets import DATASETS, Simulation
-from mmpipe.store.manifest import SPLITS, read_manifest, write_manifest
+from mmpipe.store.manifest import OWNERS_BESIDE_MODALITIES, SPLITS, Modality, read_manifest, write_manifest
 from tests.media import write_image, write_wav
 from tests.synthetic_trees import cremad_subset, make_cremad_tree, make_multi30k_tree
 
@@ -36,14 +36,23 @@ def _folder_tree(root: Path) -> dict:
     for i in range(12):
         write_image(root / "images" / f"s{i:02d}.png", seed=i)
         write_wav(root / "audio" / f"s{i:02d}.wav", 0.2, seed=i)
-        rows.append({"sample_id": f"s{i:02d}", "m1": f"images/s{i:02d}.png", "m2": f"audio/s{i:02d}.wav",
+        rows.append({"sample_id": f"s{i:02d}", "photo": f"images/s{i:02d}.png", "audio": f"audio/s{i:02d}.wav",
                      "group": f"g{i // 2}", "mood": ["calm", "angry"][i % 2], "score": 0.5 * i})
     pd.DataFrame(rows).to_csv(root / "samples.csv", index=False)
-    return {"data_dir": str(root), "m1_kind": "image", "labels": ("mood:categorical:shared", "score:continuous:m2")}
+    return {"data_dir": str(root), "modalities": ("photo:image", "audio:audio"),
+            "labels": ("mood:categorical:shared", "score:continuous:audio")}
 
 
 TREES: dict[str, Callable[[Path], dict]] = {"cremad": _cremad_tree, "flickr30k-multi": _multi30k_tree,
                                             "folder": _folder_tree}
+# datasets whose modalities come from the config: the ones their tree's config names
+CONFIGURED_MODALITIES = {"folder": (Modality("photo", "image"), Modality("audio", "audio"))}
+
+
+def _check_owners(manifest):
+    """Every label is owned by shared, joint or one of the dataset's modalities (by name)."""
+    owners = {*OWNERS_BESIDE_MODALITIES, *manifest.modality_names}
+    assert all(label.owner in owners for label in manifest.labels), [(s.name, s.owner) for s in manifest.labels]
 
 
 def _small_config(cls):
@@ -57,14 +66,17 @@ def test_dataset_contract(name):
     assert cls.name == name and cls.description
     assert dataclasses.is_dataclass(cls.Config) and cls.Config.__dataclass_params__.frozen
     cls.Config()  # every field has a default
-    assert set(cls.modalities) == {"m1", "m2"}
+    assert cls.modalities and all(isinstance(m, Modality) and m.column is None for m in cls.modalities)
+    assert len({m.name for m in cls.modalities}) == len(cls.modalities)
     if not issubclass(cls, Simulation):
         pytest.skip("real datasets are checked against their synthetic trees below")
     manifest, arrays = cls().generate(_small_config(cls))
     assert manifest.dataset == name and manifest.table["sample_id"].is_unique
     assert set(manifest.table["split"]) == set(SPLITS)
     assert manifest.split_protocol
-    assert set(arrays) == {"m1", "m2"} and all(len(a) == len(manifest) for a in arrays.values())
+    assert manifest.modalities == cls.modalities and all(m.kind == "features" for m in cls.modalities)
+    assert list(arrays) == list(manifest.modality_names) and all(len(a) == len(manifest) for a in arrays.values())
+    _check_owners(manifest)
     assert manifest.version() == cls().manifest(_small_config(cls)).version()
 
 
@@ -77,15 +89,18 @@ def test_real_dataset_against_its_synthetic_tree(name, tmp_path):
     table = manifest.table
     assert manifest.dataset == name and table["sample_id"].is_unique and len(table) > 0
     assert set(table["split"]) == set(SPLITS) and manifest.split_protocol
-    assert set(manifest.modalities) == {"m1", "m2"}
-    for modality, column in manifest.modalities.items():
-        values = table[column]
+    declared = CONFIGURED_MODALITIES.get(name, cls.modalities)
+    assert [(m.name, m.kind) for m in manifest.modalities] == [(m.name, m.kind) for m in declared]
+    _check_owners(manifest)
+    for modality in manifest.modalities:
+        assert modality.column is not None, f"{name} {modality.name}: a real dataset's modality has media"
+        values = table[modality.column]
         assert values.map(lambda v: isinstance(v, str) and v != "").all()
-        if cls.modalities[modality] not in TEXT_MODALITIES:  # relative media paths resolve against the media root
-            root = cls().media_root(config, modality)
+        if modality.kind not in TEXT_MODALITIES:  # relative media paths resolve against the media root
+            root = cls().media_root(config, modality.name)
             assert root is not None and all(not Path(v).is_absolute() and (root / v).is_file() for v in values), \
-                f"{name} {modality}"
-            assert cls().unusable_media(manifest, modality) == {}  # a complete, healthy tree
+                f"{name} {modality.name}"
+            assert cls().unusable_media(manifest, modality.name) == {}  # a complete, healthy tree
     for label in manifest.labels:
         assert table[label.name].notna().all(), f"{name}: label {label.name} has missing values"
     # the default split never lets a group span splits

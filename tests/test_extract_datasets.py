@@ -60,13 +60,15 @@ def _by_sample(store, name):
     return entry, manifest, dict(zip(ids, entry.valid(), strict=True))
 
 
-@pytest.mark.parametrize("name, expected", [("cremad.r3d18", VIDEO_FAILURES), ("cremad.wavlm", AUDIO_FAILURES)])
+@pytest.mark.parametrize("name, expected", [("cremad.video.r3d18", VIDEO_FAILURES),
+                                            ("cremad.audio.wavlm", AUDIO_FAILURES)])
 def test_cremad_bad_media_are_failures_and_masked_rows(cremad, name, expected):
     data, store, results = cremad
-    result = results[name.split(".")[1]]
+    result = results[name.split(".")[2]]
     assert result.exit_code == 1, result.output  # failures and no --allow-failures
     assert f"{len(expected)} of 12 clips failed and are masked" in result.output
     entry, manifest, valid = _by_sample(store, name)
+    assert entry.key["modality"] == name.split(".")[1]
     assert entry.shape == (12, entry.meta["shape"][1])
     # adapters find entries by the manifest version recorded in meta
     assert entry.meta["manifest_version"] == manifest.version() == entry.key["manifest_version"]
@@ -83,11 +85,11 @@ def test_cremad_bad_media_are_failures_and_masked_rows(cremad, name, expected):
 
 def test_the_same_command_with_allow_failures_does_nothing_and_exits_0(cremad, tiny_weights):  # noqa: F811
     data, store, _ = cremad
-    before = sorted(p.name for p in (store / "features" / "cremad.wavlm").iterdir())
+    before = sorted(p.name for p in (store / "features" / "cremad.audio.wavlm").iterdir())
     again = _extract_cremad(store, data, "wavlm", tiny_weights("wavlm"), "--allow-failures")
     assert again.exit_code == 0, again.output
     assert "already stored, nothing to do" in again.output and "3 of 12 clips failed" in again.output
-    assert sorted(p.name for p in (store / "features" / "cremad.wavlm").iterdir()) == before
+    assert sorted(p.name for p in (store / "features" / "cremad.audio.wavlm").iterdir()) == before
 
 
 def test_fit_multiloreft_on_extracted_cremad_skips_masked_rows(cremad):
@@ -95,8 +97,8 @@ def test_fit_multiloreft_on_extracted_cremad_skips_masked_rows(cremad):
     result = _invoke(store, "fit", "multiloreft", "--dataset", "cremad", "--m1", "r3d18", "--m2", "wavlm", *FIT)
     assert result.exit_code == 0, result.output
     [run] = Store.open(store).runs("multiloreft")
-    _, manifest, video_valid = _by_sample(store, "cremad.r3d18")
-    _, _, audio_valid = _by_sample(store, "cremad.wavlm")
+    _, manifest, video_valid = _by_sample(store, "cremad.video.r3d18")
+    _, _, audio_valid = _by_sample(store, "cremad.audio.wavlm")
     valid = dict(zip(manifest.table["sample_id"], run.valid(), strict=True))
     assert valid == {s: bool(video_valid[s] and audio_valid[s]) for s in valid}
     assert sum(valid.values()) == 12 - len(set(VIDEO_FAILURES) | set(AUDIO_FAILURES))
@@ -109,7 +111,7 @@ def test_moving_the_cremad_tree_is_not_new_data(cremad, tmp_path, tiny_weights):
     moved, store = tmp_path / "moved" / "crema", tmp_path / "store"
     shutil.copytree(data, moved)
     shutil.copytree(module_store, store)
-    stored = Store.open(store).features("cremad.wavlm")
+    stored = Store.open(store).features("cremad.audio.wavlm")
     again = _extract_cremad(store, moved, "wavlm", tiny_weights("wavlm"), "--allow-failures")
     assert again.exit_code == 0 and "already stored, nothing to do" in again.output, again.output
     assert stored.fingerprint in again.output
@@ -117,7 +119,7 @@ def test_moving_the_cremad_tree_is_not_new_data(cremad, tmp_path, tiny_weights):
     write_wav(moved / "AudioWAV" / f"{NO_VIDEO}.wav", 0.3, seed=99)
     changed = _extract_cremad(store, moved, "wavlm", tiny_weights("wavlm"), "--allow-failures")
     assert changed.exit_code == 0 and "written" in changed.output, changed.output
-    entries = Store.open(store).feature_entries("cremad.wavlm")
+    entries = Store.open(store).feature_entries("cremad.audio.wavlm")
     assert len(entries) == 2 and len({e.meta["manifest_version"] for e in entries}) == 2
 
 
@@ -142,10 +144,10 @@ def test_flickr30k_multi_images_and_captions(multi30k, tmp_path, tiny_weights): 
     assert images.exit_code == 1 and "1 of 8 clips failed" in images.output, images.output
     captions = _extract_multi30k(store, root, "labse", tiny_weights("labse"), root / "flickr30k-images")
     assert captions.exit_code == 0, captions.output
-    image_entry = Store.open(store).features("flickr30k-multi.dino")
-    text_entry = Store.open(store).features("flickr30k-multi.labse")
+    image_entry = Store.open(store).features("flickr30k-multi.image.dino")
+    text_entry = Store.open(store).features("flickr30k-multi.caption.labse")
     manifest = Store.open(store).manifest("flickr30k-multi")
-    assert image_entry.key["modality"] == "m1" and text_entry.key["modality"] == "m2"
+    assert image_entry.key["modality"] == "image" and text_entry.key["modality"] == "caption"
     assert image_entry.meta["manifest_version"] == text_entry.meta["manifest_version"] == manifest.version()
     missing = manifest.table["image_path"] == listing["val"][0]
     assert image_entry.valid().tolist() == (~missing).tolist() and text_entry.valid().all()
@@ -166,14 +168,14 @@ def test_moving_a_folder_tree_with_relative_paths_is_not_new_data(tmp_path, tiny
     data = tmp_path / "clips"
     for i in range(3):
         write_wav(data / "audio" / f"s{i}.wav", 0.3, seed=i)
-    (data / "samples.csv").write_text("sample_id,m2,mood\n" + "".join(f"s{i},audio/s{i}.wav,m{i % 2}\n" for i in range(3)))
-    args = ["--encoder", "wavlm", "--weights", str(tiny_weights("wavlm")), "--set", "m1_kind=none", "--workers", "0"]
+    (data / "samples.csv").write_text("sample_id,audio,mood\n" + "".join(f"s{i},audio/s{i}.wav,m{i % 2}\n" for i in range(3)))
+    args = ["--encoder", "wavlm", "--weights", str(tiny_weights("wavlm")), "--set", "modalities=audio:audio", "--workers", "0"]
     first = _invoke(tmp_path / "store", "extract", "folder", "--data-dir", str(data), *args)
     assert first.exit_code == 0 and "written" in first.output, first.output
     data.rename(tmp_path / "renamed")
     again = _invoke(tmp_path / "store", "extract", "folder", "--data-dir", str(tmp_path / "renamed"), *args)
     assert again.exit_code == 0 and "nothing to do" in again.output, again.output
-    assert Store.open(tmp_path / "store").manifest("folder").table["m2"].tolist() == [f"audio/s{i}.wav" for i in range(3)]
+    assert Store.open(tmp_path / "store").manifest("folder").table["audio"].tolist() == [f"audio/s{i}.wav" for i in range(3)]
 
 
 def test_local_weights_are_hashed_once_while_unchanged(tmp_path, tiny_weights, monkeypatch):  # noqa: F811
@@ -181,14 +183,14 @@ def test_local_weights_are_hashed_once_while_unchanged(tmp_path, tiny_weights, m
 
     data = tmp_path / "clips"
     write_wav(data / "a.wav", 0.3)
-    (data / "samples.csv").write_text("sample_id,m2\na,a.wav\n")
+    (data / "samples.csv").write_text("sample_id,audio\na,a.wav\n")
     weights = tmp_path / "w"
     shutil.copytree(tiny_weights("wavlm"), weights)
     hashed = []
     real = hub.local_identity
     monkeypatch.setattr(hub, "local_identity", lambda path: hashed.append(path) or real(path))
     args = ["extract", "folder", "--encoder", "wavlm", "--data-dir", str(data), "--weights", str(weights),
-            "--set", "m1_kind=none", "--workers", "0"]
+            "--set", "modalities=audio:audio", "--workers", "0"]
     assert _invoke(tmp_path / "store", *args).exit_code == 0 and len(hashed) == 1
     assert "nothing to do" in _invoke(tmp_path / "store", *args).output and len(hashed) == 1
     (weights / "config.json").write_text((weights / "config.json").read_text() + " ")  # same model, new bytes

@@ -7,7 +7,7 @@ import pytest
 from mmpipe.pipeline.datasets import DATASETS
 from mmpipe.pipeline.datasets.flickr30k_multi import LABELS, Flickr30kMulti, Flickr30kMultiConfig
 from mmpipe.store.errors import UserError
-from mmpipe.store.manifest import read_manifest, write_manifest
+from mmpipe.store.manifest import Modality, read_manifest, write_manifest
 from tests.synthetic_trees import MULTI30K_FILES, make_multi30k_tree, multi30k_caption
 
 OFFICIAL = {"train": "train", "val": "val", "test_2016_flickr": "test"}
@@ -41,15 +41,15 @@ def _expected_captions(listing: dict[str, list[str]], lang: str) -> dict[str, st
 
 def test_registered_with_image_and_caption_and_a_caption_owned_language_label():
     assert DATASETS.get("flickr30k-multi") is Flickr30kMulti
-    assert Flickr30kMulti.modalities == {"m1": "image", "m2": "text"}
-    assert [(s.name, s.kind, s.owner) for s in LABELS] == [("language", "categorical", "m2")]
+    assert Flickr30kMulti.modalities == (Modality("image", "image"), Modality("caption", "text"))
+    assert [(s.name, s.kind, s.owner) for s in LABELS] == [("language", "categorical", "caption")]
 
 
 def test_default_pairs_each_image_once_with_a_balanced_english_or_french_caption(built):
     root, listing = built
     manifest = _manifest(root)
     table = manifest.table
-    assert manifest.modalities == {"m1": "image_path", "m2": "caption"}
+    assert manifest.modalities == (Modality("image", "image", "image_path"), Modality("caption", "text", "caption"))
     assert len(table) == sum(MULTI30K_FILES.values()) and table["group"].is_unique
     for source, split in OFFICIAL.items():
         rows = table[table["source_file"] == source]
@@ -60,8 +60,8 @@ def test_default_pairs_each_image_once_with_a_balanced_english_or_french_caption
         expected = _expected_captions(listing, lang)
         rows = table[table["language"] == lang]
         assert rows["caption"].tolist() == [expected[Path(p).name] for p in rows["image_path"]]
-    image_root = Flickr30kMulti().media_root(Flickr30kMultiConfig(data_dir=str(root)), "m1")
-    assert image_root == root / "images" and Flickr30kMulti().media_root(Flickr30kMultiConfig(), "m2") is None
+    image_root = Flickr30kMulti().media_root(Flickr30kMultiConfig(data_dir=str(root)), "image")
+    assert image_root == root / "images" and Flickr30kMulti().media_root(Flickr30kMultiConfig(), "caption") is None
     assert all((image_root / p).is_file() for p in table["image_path"]) and table["has_image"].all()
     assert not table["image_path"].str.contains("/").any()  # relative to image_dir, never absolute
     assert manifest.split_protocol == ("official Multi30k files train=train, val=val, test=test_2016_flickr; "
@@ -116,7 +116,7 @@ def test_image_dir_inside_or_outside_data_dir(tmp_path):
     assert all((outside / p).is_file() for p in outside_manifest.table["image_path"])
     shutil.move(outside, data / "flickr30k-images")
     inside = _manifest(data, image_dir="flickr30k-images")
-    root = Flickr30kMulti().media_root(Flickr30kMultiConfig(data_dir=str(data), image_dir="flickr30k-images"), "m1")
+    root = Flickr30kMulti().media_root(Flickr30kMultiConfig(data_dir=str(data), image_dir="flickr30k-images"), "image")
     assert root == data / "flickr30k-images" and all((root / p).is_file() for p in inside.table["image_path"])
     assert inside.version() == outside_manifest.version()  # where the images lie is not part of the data
 
@@ -124,9 +124,13 @@ def test_image_dir_inside_or_outside_data_dir(tmp_path):
 def test_missing_images_keep_their_rows_but_an_empty_image_dir_is_an_error(fresh):
     root, listing = fresh
     (root / "images" / listing["val"][0]).unlink()
-    table = _manifest(root).table
+    manifest = _manifest(root)
+    table = manifest.table
     assert len(table) == 10
     assert table.loc[~table["has_image"], "group"].tolist() == [Path(listing["val"][0]).stem]
+    [(row, why)] = Flickr30kMulti().unusable_media(manifest, "image").items()  # masked in the image only
+    assert not table["has_image"][row] and why == f"missing: no {listing['val'][0]} in image_dir"
+    assert Flickr30kMulti().unusable_media(manifest, "caption") == {}
     for image in (root / "images").iterdir():
         image.unlink()
     with pytest.raises(UserError, match=r"holds none of the 10 listed images"):

@@ -1,7 +1,8 @@
 import pandas as pd
 import pytest
 
-from mmpipe.store.manifest import LabelSpec, Manifest, read_manifest, write_manifest
+from mmpipe.store.errors import UserError
+from mmpipe.store.manifest import LabelSpec, Manifest, Modality, read_manifest, write_manifest
 
 
 def _manifest(**changes) -> Manifest:
@@ -14,7 +15,8 @@ def _manifest(**changes) -> Manifest:
         "wav": ["A/a.wav", "A/b.wav", "A/c.wav", "A/d.wav"],
     })
     labels = (LabelSpec("emotion", "categorical", "joint"), LabelSpec("age", "continuous", "shared"))
-    fields = dict(dataset="toy", table=table, labels=labels, modalities={"m1": None, "m2": "wav"},
+    fields = dict(dataset="toy", table=table, labels=labels,
+                  modalities=(Modality("face", "features"), Modality("voice", "audio", "wav")),
                   split_protocol="group-disjoint")
     fields.update(changes)
     return Manifest(**fields)
@@ -26,7 +28,8 @@ def test_round_trip_keeps_rows_labels_and_metadata(tmp_path):
     back = read_manifest(tmp_path / "m.parquet")
     pd.testing.assert_frame_equal(back.table, manifest.table, check_dtype=False)
     assert back.labels == manifest.labels
-    assert back.modalities == manifest.modalities
+    assert back.modalities == manifest.modalities == (Modality("face", "features"), Modality("voice", "audio", "wav"))
+    assert back.modality_names == ("face", "voice") and back.modality("voice").column == "wav"
     assert back.split_protocol == "group-disjoint"
     assert back.version() == manifest.version()
     assert back.table["group"].isna().tolist() == [False, False, False, True]
@@ -37,8 +40,10 @@ def test_version_is_a_content_hash():
     table = base.table.copy()
     table.loc[0, "age"] = 21.0
     assert _manifest(table=table).version() != base.version()
-    relabelled = (LabelSpec("emotion", "categorical", "m1"), LabelSpec("age", "continuous", "shared"))
+    relabelled = (LabelSpec("emotion", "categorical", "face"), LabelSpec("age", "continuous", "shared"))
     assert _manifest(labels=relabelled).version() != base.version()
+    renamed = (Modality("face", "features"), Modality("speech", "audio", "wav"))
+    assert _manifest(modalities=renamed).version() != base.version()
     assert _manifest().version() == base.version()
 
 
@@ -51,6 +56,17 @@ def test_invalid_manifests_raise():
     with pytest.raises(ValueError, match="label column 'mood' missing"):
         _manifest(labels=(LabelSpec("mood", "categorical", "joint"),))
     with pytest.raises(ValueError, match="kind must be"):
-        LabelSpec("x", "ordinal", "m1")
-    with pytest.raises(ValueError, match="owner must be"):
-        LabelSpec("x", "continuous", "m3")
+        LabelSpec("x", "ordinal", "face")
+    with pytest.raises(ValueError, match="has owner 'm1'; valid: shared, joint, face, voice"):
+        _manifest(labels=(LabelSpec("age", "continuous", "m1"),))
+    with pytest.raises(ValueError, match="modality voice column 'mp3' missing"):
+        _manifest(modalities=(Modality("voice", "audio", "mp3"),))
+    with pytest.raises(ValueError, match="modality names repeat"):
+        _manifest(modalities=(Modality("voice", "audio", "wav"), Modality("voice", "features")))
+    for bad in ("Voice", "shared", "joint", "s", "2d", "a-b"):
+        with pytest.raises(ValueError, match="must be lower-case"):
+            Modality(bad, "audio")
+    with pytest.raises(ValueError, match="kind must be one of"):
+        Modality("voice", "speech")
+    with pytest.raises(UserError, match="has no modality 'text'; valid: face, voice"):
+        _manifest().modality("text")

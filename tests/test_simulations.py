@@ -1,4 +1,5 @@
-"""Simulation I and II follow Appendix A.1: dimensions, label definitions, balance, determinism."""
+"""Simulation I and II follow Appendix A.1: dimensions, label definitions, balance, determinism;
+`simulate` stores them as the named modalities m1 and m2."""
 
 from dataclasses import replace
 from math import gamma as gamma_fn
@@ -8,6 +9,9 @@ import pytest
 
 from mmpipe.pipeline.datasets.sim1 import Sim1, Sim1Config
 from mmpipe.pipeline.datasets.sim2 import Sim2, Sim2Config
+from mmpipe.pipeline.simulate import simulate
+from mmpipe.store.manifest import Modality
+from mmpipe.store.root import Store
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +121,23 @@ def test_deterministic_by_seed_and_split_fractions(dataset, config):
     assert a_manifest.version() != c_manifest.version() and not np.array_equal(a["m1"], c["m1"])
     counts = a_manifest.table["split"].value_counts()
     assert (counts["train"], counts["val"], counts["test"]) == (350, 75, 75)
+
+
+@pytest.mark.parametrize("name, dataset, config", [("sim1", Sim1(), Sim1Config(n=300)), ("sim2", Sim2(), Sim2Config(n=300))])
+def test_simulate_stores_one_entry_per_named_modality(tmp_path, name, dataset, config):
+    store = Store.open(tmp_path / "store", create=True)
+    result = simulate(store, name, config)
+    assert result.created == [f"{name}.m1.simulated", f"{name}.m2.simulated"]
+    manifest, arrays = dataset.generate(config)
+    stored = store.manifest(name, result.manifest_version)
+    assert stored.modalities == (Modality("m1", "features"), Modality("m2", "features")) == manifest.modalities
+    for modality in ("m1", "m2"):
+        entry = store.features(f"{name}.{modality}.simulated")
+        assert entry.key["modality"] == entry.meta["modality"] == modality
+        assert entry.key["manifest_version"] == result.manifest_version == manifest.version()
+        assert result.entries[modality].fingerprint == entry.fingerprint
+        # stored as float32: exactly the generated values
+        assert np.array_equal(entry.load().numpy(), arrays[modality])
+    again = simulate(store, name, config)
+    assert again.created == [] and {m: e.fingerprint for m, e in again.entries.items()} == \
+        {m: e.fingerprint for m, e in result.entries.items()}

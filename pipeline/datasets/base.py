@@ -1,8 +1,12 @@
 """The dataset contract and its registry.
 
 A dataset builds a manifest (see `mmpipe.store.manifest`) from a frozen config; it never touches
-the network. A *simulation* also generates its two modality feature arrays directly, which
-`mmpipe simulate` writes to the store as ``<name>.m1`` and ``<name>.m2``.
+the network. It declares its **named modalities** (any number, in order), each with a kind (audio,
+video, image, text or features); its manifest carries them with the column that holds each one's
+media path or text. A label is owned by ``shared``, ``joint`` or one of these modality names.
+
+A *simulation* also generates its modality feature arrays directly (kind ``features``, no media
+column), which `mmpipe simulate` writes to the store as ``<name>.<modality>.simulated``.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from mmpipe.store.manifest import Manifest
+from mmpipe.store.manifest import Manifest, Modality
 from mmpipe.store.registry import Registry
 
 
@@ -21,8 +25,10 @@ class Dataset(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
     Config: ClassVar[type]  # a frozen dataclass; every field has a default
-    # what m1 and m2 are, e.g. {"m1": "video", "m2": "audio"}
-    modalities: ClassVar[dict[str, str]]
+    # the named modalities in order, each with its kind and no column (the manifest adds the column),
+    # e.g. (Modality("video", "video"), Modality("audio", "audio")); a dataset whose modalities
+    # come from its config (folder) declares its defaults here
+    modalities: ClassVar[tuple[Modality, ...]]
 
     @abstractmethod
     def manifest(self, config: Any) -> Manifest:
@@ -50,7 +56,7 @@ class Dataset(ABC):
 class Simulation(Dataset):
     @abstractmethod
     def generate(self, config: Any) -> tuple[Manifest, dict[str, np.ndarray]]:
-        """The manifest and the modality arrays {"m1": (n, d1), "m2": (n, d2)}, row-aligned."""
+        """The manifest and one array per modality, e.g. {"m1": (n, d1), "m2": (n, d2)}, row-aligned."""
 
     def manifest(self, config: Any) -> Manifest:
         return self.generate(config)[0]

@@ -3,22 +3,24 @@ with 6 emotions. MultiLoReFT paper §4.1, §5 (Table 2, Table 3a) and Appendix A
 
 Layout of ``data_dir`` (a ``git lfs clone`` of CheyneyComputerScience/CREMA-D)::
 
-    AudioWAV/{clip}.wav        16 kHz mono 16-bit PCM                      -> m2 (audio)
-    VideoFlash/{clip}.flv      Flash video (``video_ext`` for converted copies) -> m1 (video)
+    AudioWAV/{clip}.wav        16 kHz mono 16-bit PCM                      -> modality audio
+    VideoFlash/{clip}.flv      Flash video (``video_ext`` for converted copies) -> modality video
     VideoDemographics.csv      ActorID, Age, Sex, Race, Ethnicity
 
 and ``clip`` = ``{actor}_{sentence}_{emotion}_{level}``, e.g. ``1001_DFA_ANG_XX``.
 
-Modalities follow the paper: m1 = video, m2 = audio ("Crema-D (M1:Video, M2:Audio)", §5).
+Modalities, in the paper's order: ``video`` (kind video), then ``audio`` (kind audio) ("Crema-D
+(M1:Video, M2:Audio)", §5): a two-modality method sees video as its modality 1, audio as 2.
 
 Labels and the component that should carry them (our reading of the paper):
 
-- ``sentence`` (12 codes) → **m2**. §5: "Sentence ID, best captured by the audio modality"; Table 2
-  has z_m2 at 0.975 against 0.244 for z_m1. Lip-reading could carry some of it, but the paper's
-  label assignment is audio.
-- ``sex`` → **m1** and ``ethnicity`` → **m1**. §5: "Ethnicity; and Sex, both conveyed primarily
-  through video" (Table 2: z_m1 ≈ 1.0 / 0.98). The voice carries sex too; we follow the paper.
-- ``race`` → **m1** and ``age`` (years, continuous) → **m1**: not probed in the paper; assigned
+- ``sentence`` (12 codes) → **audio**. §5: "Sentence ID, best captured by the audio modality";
+  Table 2 has the audio component (its z_m2) at 0.975 against 0.244 for the video one (z_m1).
+  Lip-reading could carry some of it, but the paper's label assignment is audio.
+- ``sex`` → **video** and ``ethnicity`` → **video**. §5: "Ethnicity; and Sex, both conveyed
+  primarily through video" (Table 2: the video component ≈ 1.0 / 0.98). The voice carries sex
+  too; we follow the paper.
+- ``race`` → **video** and ``age`` (years, continuous) → **video**: not probed in the paper; assigned
   like the other actor demographics, which the paper treats as visual.
 - ``emotion`` (6) → **shared**. §4.1: the dataset "provides both shared emotional signals and
   modality-specific cues"; raters judged emotion from the face alone and from the voice alone.
@@ -42,7 +44,7 @@ Files"; the clips were reported by ruanxiu520):
 - 1064_IEO_DIS_MD: the FLV and the MP3 are one minute long with every emotion of the IEO sentence
 
 The same README lists 28 FLVs whose *audio track* was missing until 16 Dec 2020; we never read
-the FLV audio (m2 comes from AudioWAV), so they are not flagged.
+the FLV audio (the audio modality comes from AudioWAV), so they are not flagged.
 
 Missing media, decided as follows: the clips are the union of ``AudioWAV/*.wav`` and
 ``VideoFlash/*.{video_ext}``. A clip found in only one folder is kept with ``has_video`` or
@@ -70,7 +72,7 @@ import pandas as pd
 from mmpipe.pipeline.datasets.base import DATASETS, Dataset
 from mmpipe.pipeline.datasets.splits import fraction_label, group_split, stratified_split
 from mmpipe.store.errors import UserError
-from mmpipe.store.manifest import LabelSpec, Manifest
+from mmpipe.store.manifest import LabelSpec, Manifest, Modality
 
 AUDIO_DIR = "AudioWAV"
 VIDEO_DIR = "VideoFlash"
@@ -120,11 +122,11 @@ class CremadConfig:
 LABELS = (
     LabelSpec("emotion", "categorical", "shared", "displayed emotion (ANG DIS FEA HAP NEU SAD)"),
     LabelSpec("emotion_level", "categorical", "shared", "displayed intensity (LO MD HI; XX unspecified)"),
-    LabelSpec("sentence", "categorical", "m2", "which of the 12 sentences was spoken (§5: audio)"),
-    LabelSpec("sex", "categorical", "m1", "actor's sex (§5: conveyed primarily through video)"),
-    LabelSpec("ethnicity", "categorical", "m1", "actor's ethnicity (§5: conveyed primarily through video)"),
-    LabelSpec("race", "categorical", "m1", "actor's race (not in the paper; a demographic, like ethnicity)"),
-    LabelSpec("age", "continuous", "m1", "actor's age in years (not in the paper; a demographic)"),
+    LabelSpec("sentence", "categorical", "audio", "which of the 12 sentences was spoken (§5: audio)"),
+    LabelSpec("sex", "categorical", "video", "actor's sex (§5: conveyed primarily through video)"),
+    LabelSpec("ethnicity", "categorical", "video", "actor's ethnicity (§5: conveyed primarily through video)"),
+    LabelSpec("race", "categorical", "video", "actor's race (not in the paper; a demographic, like ethnicity)"),
+    LabelSpec("age", "continuous", "video", "actor's age in years (not in the paper; a demographic)"),
 )
 
 
@@ -182,10 +184,10 @@ def _demographics(path: Path) -> pd.DataFrame:
 @DATASETS.register("cremad")
 class Cremad(Dataset):
     name = "cremad"
-    description = ("CREMA-D: 7,442 clips, 91 actors; m1 video (FLV), m2 audio (WAV); emotion, sentence, "
+    description = ("CREMA-D: 7,442 clips, 91 actors; video (FLV) and audio (WAV); emotion, sentence, "
                    "demographics; actor-disjoint splits")
     Config = CremadConfig
-    modalities = {"m1": "video", "m2": "audio"}
+    modalities = (Modality("video", "video"), Modality("audio", "audio"))
 
     def manifest(self, config: CremadConfig) -> Manifest:
         if not config.data_dir:
@@ -244,14 +246,15 @@ class Cremad(Dataset):
             protocol = (f"stratified random by {config.stratify_by} {fractions}, seed {config.seed} "
                         "(actors span splits)")
         table.insert(1, "split", split.astype(str))
-        return Manifest("cremad", table, LABELS, {"m1": "video_path", "m2": "audio_path"}, protocol)
+        modalities = (Modality("video", "video", "video_path"), Modality("audio", "audio", "audio_path"))
+        return Manifest("cremad", table, LABELS, modalities, protocol)
 
     def unusable_media(self, manifest: Manifest, modality: str) -> dict[int, str]:
         """Clips without the modality's file (``has_video``/``has_audio`` false) and the clips the
         dataset's README calls broken in that modality (:data:`KNOWN_BROKEN`)."""
-        kind = self.modalities[modality]
+        declared = manifest.modality(modality)
+        kind, column = declared.kind, declared.column
         table = manifest.table
-        column = manifest.modalities[modality]
         folder = VIDEO_DIR if kind == "video" else AUDIO_DIR
         problems = {}
         for row, (clip, present, path) in enumerate(zip(table["sample_id"], table[f"has_{kind}"], table[column],

@@ -14,9 +14,10 @@ between image and caption while the language is specific to the caption.
 The Flickr30k images themselves are not in Multi30k; they come from ``image_dir`` (default
 ``<data_dir>/images``; a relative path is taken relative to ``data_dir``).
 
-Modalities: m1 = image, m2 = caption (text). One label: ``language`` (categorical, owner **m2**:
-only the caption carries it; an image says nothing about the language of its caption, so the
-paper's z_s and z_m1 sit at chance, 0.500, in Table 2).
+Modalities, in the paper's order: ``image`` (kind image), then ``caption`` (kind text). One label:
+``language`` (categorical, owner **caption**: only the caption carries it; an image says nothing
+about the language of its caption, so the paper's z_s and image component z_m1 sit at chance,
+0.500, in Table 2).
 
 What the paper leaves open, and our defaults (each a config field):
 
@@ -53,7 +54,7 @@ import pandas as pd
 from mmpipe.pipeline.datasets.base import DATASETS, Dataset
 from mmpipe.pipeline.datasets.splits import fraction_label, group_split
 from mmpipe.store.errors import UserError
-from mmpipe.store.manifest import SPLITS, LabelSpec, Manifest
+from mmpipe.store.manifest import SPLITS, LabelSpec, Manifest, Modality
 
 TASK_DIR = Path("data") / "task1"
 LANGUAGES = ("en", "fr", "de", "cs")
@@ -74,7 +75,7 @@ class Flickr30kMultiConfig:
     val_frac: float = 0.15
 
 
-LABELS = (LabelSpec("language", "categorical", "m2", "language of the caption (§5, Table 2)"),)
+LABELS = (LabelSpec("language", "categorical", "caption", "language of the caption (§5, Table 2)"),)
 
 
 def _read_lines(path: Path, opener=open) -> list[str]:
@@ -133,10 +134,10 @@ def _deal_languages(split: np.ndarray, languages: tuple[str, ...], seed: int) ->
 @DATASETS.register("flickr30k-multi")
 class Flickr30kMulti(Dataset):
     name = "flickr30k-multi"
-    description = ("Flickr30K-Multi (Multi30k task 1): m1 image, m2 English or French caption; label = the "
+    description = ("Flickr30K-Multi (Multi30k task 1): an image and its English or French caption; label = the "
                    "caption's language")
     Config = Flickr30kMultiConfig
-    modalities = {"m1": "image", "m2": "text"}
+    modalities = (Modality("image", "image"), Modality("caption", "text"))
 
     def manifest(self, config: Flickr30kMultiConfig) -> Manifest:
         if not config.data_dir:
@@ -212,14 +213,15 @@ class Flickr30kMulti(Dataset):
             "has_image": rows["has_image"].to_numpy(dtype=bool),
         })
         table = table.sort_values("sample_id", kind="stable").reset_index(drop=True)
-        return Manifest("flickr30k-multi", table, LABELS, {"m1": "image_path", "m2": "caption"}, protocol)
+        modalities = (Modality("image", "image", "image_path"), Modality("caption", "text", "caption"))
+        return Manifest("flickr30k-multi", table, LABELS, modalities, protocol)
 
     def media_root(self, config: Flickr30kMultiConfig, modality: str) -> Path | None:
-        return _image_dir(config) if modality == "m1" else None
+        return _image_dir(config) if modality == "image" else None
 
     def unusable_media(self, manifest: Manifest, modality: str) -> dict[int, str]:
         """Images listed by Multi30k but absent from ``image_dir`` (``has_image`` false)."""
-        if modality != "m1":
+        if modality != "image":
             return {}
         table = manifest.table
         return {row: f"missing: no {image} in image_dir" for row, (image, present)

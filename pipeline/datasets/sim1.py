@@ -32,7 +32,7 @@ from mmpipe.pipeline.datasets.base import DATASETS, Simulation
 from mmpipe.pipeline.datasets.splits import check_fractions
 from mmpipe.pipeline.datasets.synthetic import simulation_table, uniform_projection
 from mmpipe.store.errors import UserError
-from mmpipe.store.manifest import LabelSpec, Manifest
+from mmpipe.store.manifest import LabelSpec, Manifest, Modality
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,9 @@ class Sim1Config:
     val_frac: float = 0.15
 
 
+# the two simulated views; their features are generated, so no media column
+MODALITIES = (Modality("m1", "features"), Modality("m2", "features"))
+
 LABELS = (
     LabelSpec("y_s", "categorical", "shared", "2·b0 + b1 of the two shared binary bits"),
     LabelSpec("y_m1", "continuous", "m1", "sum of the modality-1 Weibull factors"),
@@ -67,7 +70,7 @@ class Sim1(Simulation):
     name = "sim1"
     description = "Simulation I: 2 shared binary + 2 Weibull (m1) + 2 Beta (m2) latents, 10-d views"
     Config = Sim1Config
-    modalities = {"m1": "simulated view 1", "m2": "simulated view 2"}
+    modalities = MODALITIES
 
     def generate(self, config: Sim1Config) -> tuple[Manifest, dict[str, np.ndarray]]:
         if config.n < 3:
@@ -94,5 +97,5 @@ class Sim1(Simulation):
         table = simulation_table("sim1", {"y_s": y_s.astype(np.int64), "y_m1": y_m1, "y_m2": y_m2, "y_cond": y_cond},
                                  config.train_frac, config.val_frac, config.seed)
         protocol = f"random {config.train_frac:.0%}/{config.val_frac:.0%}/rest split, seed {config.seed} (no groups)"
-        manifest = Manifest("sim1", table, LABELS, {"m1": None, "m2": None}, protocol)
+        manifest = Manifest("sim1", table, LABELS, MODALITIES, protocol)
         return manifest, {"m1": h1, "m2": h2}

@@ -26,7 +26,7 @@ from mmpipe.pipeline.datasets.base import DATASETS, Simulation
 from mmpipe.pipeline.datasets.splits import check_fractions
 from mmpipe.pipeline.datasets.synthetic import simulation_table, uniform_projection
 from mmpipe.store.errors import UserError
-from mmpipe.store.manifest import LabelSpec, Manifest
+from mmpipe.store.manifest import LabelSpec, Manifest, Modality
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,9 @@ class Sim2Config:
     val_frac: float = 0.15
 
 
+# the two simulated views; their features are generated, so no media column
+MODALITIES = (Modality("m1", "features"), Modality("m2", "features"))
+
 LABELS = (
     LabelSpec("z1", "categorical", "shared", "shared Bernoulli factor"),
     LabelSpec("z2", "continuous", "shared", "z1 plus a Gamma perturbation"),
@@ -62,7 +65,7 @@ class Sim2(Simulation):
     name = "sim2"
     description = "Simulation II: dependent shared/specific factors (z1..z5), 40-d and 80-d views"
     Config = Sim2Config
-    modalities = {"m1": "simulated view 1", "m2": "simulated view 2"}
+    modalities = MODALITIES
 
     def generate(self, config: Sim2Config) -> tuple[Manifest, dict[str, np.ndarray]]:
         if config.n < 3:
@@ -88,5 +91,5 @@ class Sim2(Simulation):
         labels = {"z1": z1.astype(np.int64), "z2": z2, "z3": z3.astype(np.int64), "z4": z4, "z5": z5}
         table = simulation_table("sim2", labels, config.train_frac, config.val_frac, config.seed)
         protocol = f"random {config.train_frac:.0%}/{config.val_frac:.0%}/rest split, seed {config.seed} (no groups)"
-        manifest = Manifest("sim2", table, LABELS, {"m1": None, "m2": None}, protocol)
+        manifest = Manifest("sim2", table, LABELS, MODALITIES, protocol)
         return manifest, {"m1": h1, "m2": h2}
