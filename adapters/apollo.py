@@ -37,9 +37,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmpipe.adapters.base import ProgressFn
+from mmpipe.adapters.base import Dims, ProgressFn
 from mmpipe.adapters.baseline import Baseline, BaselineConfig, mlp, start_fit
-from mmpipe.adapters.data import PairedFeatures
+from mmpipe.adapters.data import MultimodalFeatures
 from mmpipe.adapters.loop import train_epochs
 from mmpipe.adapters.losses import latent_norm_penalty
 from mmpipe.adapters.registry import METHODS
@@ -60,11 +60,14 @@ class APOLLO(Baseline):
     name = "apollo"
     description = "APOLLO: latent optimisation of shared/private embeddings, then amortised encoders"
     Config = APOLLOConfig
-    component_names = ("z_s1", "z_s2", "z_m1", "z_m2", "z_s", "fused")
 
-    def __init__(self, config: APOLLOConfig, dims: tuple[int, int], n_train: int = 1) -> None:
+    @classmethod
+    def positional_names(cls) -> tuple[str, ...]:
+        return ("z_s1", "z_s2", "z_m1", "z_m2", "z_s", "fused")
+
+    def __init__(self, config: APOLLOConfig, dims: Dims, n_train: int = 1) -> None:
         super().__init__(dims)
-        d1, d2 = dims
+        d1, d2 = self.dims
         r_s, r_m1, r_m2 = check_sizes(config, dims)
         self.config = config
         h = config.hidden
@@ -112,23 +115,22 @@ class APOLLO(Baseline):
                 + F.mse_loss(self.dec2(torch.cat([z["z_s2"], z["z_m2"]], 1)), h2))
 
     @torch.no_grad()
-    def transform(self, h1: torch.Tensor, h2: torch.Tensor) -> dict[str, torch.Tensor]:
-        self.eval()
+    def components(self, h1: torch.Tensor, h2: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.encode(*self.standardized(h1, h2))
         z_s = (out["z_s1"] + out["z_s2"]) / 2
         parts = {**out, "z_s": z_s, "fused": torch.cat([z_s, out["z_m1"], out["z_m2"]], 1)}
-        return {name: parts[name] for name in self.component_names}
+        return parts
 
     @classmethod
-    def from_state(cls, config: APOLLOConfig, dims: tuple[int, int], state: dict[str, torch.Tensor]) -> APOLLO:
+    def from_state(cls, config: APOLLOConfig, dims: Dims, state: dict[str, torch.Tensor]) -> APOLLO:
         model = cls(config, dims, n_train=state["latent_s"].shape[0])
         model.load_state_dict(state)
         return model
 
     @classmethod
-    def fit(cls, data: PairedFeatures, config: APOLLOConfig, seed: int,
+    def fit(cls, data: MultimodalFeatures, config: APOLLOConfig, seed: int,
             progress: ProgressFn | None = None) -> tuple[APOLLO, dict[str, Any]]:
-        start = start_fit(data, config, seed, lambda d: cls(config, (d.h1.shape[1], d.h2.shape[1]),
+        start = start_fit(data, config, seed, lambda d: cls(config, d.dims,
                                                             n_train=len(d.split_index["train"])))
         model, generator, device, started = start.model, start.generator, start.device, start.started
         (train1, train2), (val1, val2) = start.split("train"), start.split("val")
@@ -168,5 +170,5 @@ class APOLLO(Baseline):
             for parameter in model.parameters():
                 parameter.requires_grad_(True)
         return model, {"stage_history": [step1, step2], "epochs": step1["epochs"] + step2["epochs"],
-                       "sizes": list(check_sizes(config, model.dims)),
+                       "sizes": list(check_sizes(config, model.dim_map)),
                        "timings": {"train_s": time.perf_counter() - started}}

@@ -1,5 +1,5 @@
 """What the baselines share: a config base (sizes, optimiser, schedule), input standardisation
-with train statistics, small MLPs, and the `resolve_config` hook that fills the sizes.
+with train statistics, small MLPs, the opening of a self-supervised fit and one training stage.
 
 Every baseline trains on the same cached tensors as MultiLoReFT, standardised with the train
 mean and std (saved in the checkpoint), with AdamW and validation-based early stopping
@@ -16,18 +16,17 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from mmpipe.adapters.base import AdapterMethod, ProgressFn
-from mmpipe.adapters.data import PairedFeatures
+from mmpipe.adapters.base import AdapterMethod, Dims, ProgressFn, TwoModalityMethod
+from mmpipe.adapters.data import MultimodalFeatures
 from mmpipe.adapters.loop import StepFn, ValidateFn, train_epochs
-from mmpipe.adapters.sizes import check_sizes, resolve_sizes
+from mmpipe.adapters.sizes import check_sizes
 from mmpipe.adapters.training import resolve_device, seed_everything, single_cpu_thread
-from mmpipe.store.root import Store
 
 
 @dataclass(frozen=True)
 class BaselineConfig:
     size: Literal["learned", "input"] = "learned"  # see adapters/sizes.py
-    sizes: tuple[int, ...] | None = None  # (r_s, r_m1, r_m2); filled by resolve_config when None
+    sizes: tuple[int, ...] | None = None  # (r_s, r_k per modality); filled by the fit workflow when None
     sizes_from: str | None = None  # the run (or "input") the sizes came from
     hidden: int = 64
     lr: float = 1e-3
@@ -44,25 +43,24 @@ def mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, hidden), nn.GELU(), nn.Linear(hidden, d_out))
 
 
-class Baseline(AdapterMethod):
-    """A baseline method: train-statistics standardisation buffers and size resolution."""
-
-    def __init__(self, dims: tuple[int, int]) -> None:
-        super().__init__()
-        self.dims = dims
-        self.register_scaler(dims)
-
-    @classmethod
-    def resolve_config(cls, config: Any, store: Store, data: PairedFeatures, seed: int) -> Any:
-        return resolve_sizes(config, store, data, seed)
+class Sized(AdapterMethod):
+    """A method sized like MultiLoReFT's subspaces (``BaselineConfig.size`` / ``sizes``)."""
 
     @classmethod
     def ablation(cls, config: Any) -> str | None:
         """Sizes fixed to the input dimensionality (paper Table 4) are reported apart."""
         return "input size" if config.size == "input" else None
 
+
+class Baseline(Sized, TwoModalityMethod):
+    """A self-supervised two-modality baseline (contrastive, DRIM-U, APOLLO)."""
+
+    def __init__(self, dims: Dims) -> None:
+        TwoModalityMethod.__init__(self, dims)
+        self.dim_map = dict(dims)
+
     @classmethod
-    def from_state(cls, config: Any, dims: tuple[int, int], state: dict[str, torch.Tensor]) -> Baseline:
+    def from_state(cls, config: Any, dims: Dims, state: dict[str, torch.Tensor]) -> Baseline:
         model = cls(config, dims)
         model.load_state_dict(state)
         return model
@@ -75,18 +73,18 @@ class FitStart:
     fusions differ: they build from their target and take its rows)."""
 
     model: Baseline
-    data: PairedFeatures
+    data: MultimodalFeatures
     generator: torch.Generator
     device: torch.device
     started: float
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         """One split of both modalities, standardised: (n, d1), (n, d2)."""
-        return self.model.standardized(*self.data.split(name))
+        return self.model.standardized(*self.model.pair(self.data.split(name)))
 
 
-def start_fit(data: PairedFeatures, config: BaselineConfig, seed: int,
-              build: Callable[[PairedFeatures], Baseline]) -> FitStart:
+def start_fit(data: MultimodalFeatures, config: BaselineConfig, seed: int,
+              build: Callable[[MultimodalFeatures], Baseline]) -> FitStart:
     """Seed, move ``data`` to the config's device, ``build`` the model from it (after seeding, so
     its initialisation is the seed's) and fit its scaler on the train rows."""
     started = time.perf_counter()
@@ -94,11 +92,11 @@ def start_fit(data: PairedFeatures, config: BaselineConfig, seed: int,
     device = resolve_device(config.device)
     data = data.to(device)
     model = build(data).to(device)
-    model.fit_scaler(*data.split("train"))
+    model.fit_scaler(*model.pair(data.split("train")))
     return FitStart(model, data, generator, device, started)
 
 
-def train_one_stage(model: Baseline, config: BaselineConfig, step: StepFn, validate: ValidateFn, n_train: int,
+def train_one_stage(model: Sized, config: BaselineConfig, step: StepFn, validate: ValidateFn, n_train: int,
                     generator: torch.Generator, device: torch.device, progress: ProgressFn | None, started: float,
                     **record: Any) -> tuple[Baseline, dict[str, Any]]:
     """Train with the config's schedule (one stage of ``train_epochs``, one CPU thread) and return
@@ -108,4 +106,5 @@ def train_one_stage(model: Baseline, config: BaselineConfig, step: StepFn, valid
                                patience=config.patience, min_rel_improvement=config.min_rel_improvement,
                                generator=generator, device=device, validate=validate, progress=progress)
     return model, {"stage_history": [history], "epochs": history["epochs"], **record,
-                   "sizes": list(check_sizes(config, model.dims)), "timings": {"train_s": time.perf_counter() - started}}
+                   "sizes": list(check_sizes(config, model.dim_map)),
+                   "timings": {"train_s": time.perf_counter() - started}}

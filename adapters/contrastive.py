@@ -19,9 +19,9 @@ from typing import Any
 
 import torch
 
-from mmpipe.adapters.base import ProgressFn
+from mmpipe.adapters.base import Dims, ProgressFn
 from mmpipe.adapters.baseline import Baseline, BaselineConfig, mlp, start_fit, train_one_stage
-from mmpipe.adapters.data import PairedFeatures
+from mmpipe.adapters.data import MultimodalFeatures
 from mmpipe.adapters.losses import symmetric_info_nce
 from mmpipe.adapters.registry import METHODS
 from mmpipe.adapters.sizes import check_sizes
@@ -37,29 +37,31 @@ class Contrastive(Baseline):
     name = "contrastive"
     description = "Contrastive (CLIP-style) projection heads with symmetric InfoNCE (self-supervised)"
     Config = ContrastiveConfig
-    component_names = ("c1", "c2", "fused")
 
-    def __init__(self, config: ContrastiveConfig, dims: tuple[int, int]) -> None:
+    @classmethod
+    def positional_names(cls) -> tuple[str, ...]:
+        return ("c1", "c2", "fused")
+
+    def __init__(self, config: ContrastiveConfig, dims: Dims) -> None:
         super().__init__(dims)
         r_s, r_m1, r_m2 = check_sizes(config, dims)
         width = r_s + max(r_m1, r_m2)
         self.config = config
-        self.head1, self.head2 = mlp(dims[0], config.hidden, width), mlp(dims[1], config.hidden, width)
+        self.head1, self.head2 = mlp(self.dims[0], config.hidden, width), mlp(self.dims[1], config.hidden, width)
 
     def objective(self, h1: torch.Tensor, h2: torch.Tensor) -> torch.Tensor:
         return symmetric_info_nce(self.head1(h1), self.head2(h2), self.config.temperature)
 
     @torch.no_grad()
-    def transform(self, h1: torch.Tensor, h2: torch.Tensor) -> dict[str, torch.Tensor]:
-        self.eval()
+    def components(self, h1: torch.Tensor, h2: torch.Tensor) -> dict[str, torch.Tensor]:
         s1, s2 = self.standardized(h1, h2)
         c1, c2 = self.head1(s1), self.head2(s2)  # (N, w)
         return {"c1": c1, "c2": c2, "fused": torch.cat([c1, c2], 1)}
 
     @classmethod
-    def fit(cls, data: PairedFeatures, config: ContrastiveConfig, seed: int,
+    def fit(cls, data: MultimodalFeatures, config: ContrastiveConfig, seed: int,
             progress: ProgressFn | None = None) -> tuple[Contrastive, dict[str, Any]]:
-        start = start_fit(data, config, seed, lambda d: cls(config, (d.h1.shape[1], d.h2.shape[1])))
+        start = start_fit(data, config, seed, lambda d: cls(config, d.dims))
         model = start.model
         (train1, train2), (val1, val2) = start.split("train"), start.split("val")
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)

@@ -39,9 +39,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmpipe.adapters.base import ProgressFn
+from mmpipe.adapters.base import Dims, ProgressFn
 from mmpipe.adapters.baseline import Baseline, BaselineConfig, mlp, start_fit, train_one_stage
-from mmpipe.adapters.data import PairedFeatures
+from mmpipe.adapters.data import MultimodalFeatures
 from mmpipe.adapters.losses import discriminator_loss, fooling_loss, symmetric_info_nce
 from mmpipe.adapters.registry import METHODS
 from mmpipe.adapters.sizes import check_sizes
@@ -60,11 +60,14 @@ class DRIMU(Baseline):
     name = "drimu"
     description = "DRIM-U (self-supervised): shared/unique encoders, contrastive + adversarial + reconstruction"
     Config = DRIMUConfig
-    component_names = ("z_s1", "z_s2", "z_m1", "z_m2", "z_s", "fused")
 
-    def __init__(self, config: DRIMUConfig, dims: tuple[int, int]) -> None:
+    @classmethod
+    def positional_names(cls) -> tuple[str, ...]:
+        return ("z_s1", "z_s2", "z_m1", "z_m2", "z_s", "fused")
+
+    def __init__(self, config: DRIMUConfig, dims: Dims) -> None:
         super().__init__(dims)
-        d1, d2 = dims
+        d1, d2 = self.dims
         r_s, r_m1, r_m2 = check_sizes(config, dims)
         self.config = config
         h = config.hidden
@@ -111,17 +114,16 @@ class DRIMU(Baseline):
         return sum(discriminator_loss(j, m) for j, m in self.pair_logits(out, detach=True))
 
     @torch.no_grad()
-    def transform(self, h1: torch.Tensor, h2: torch.Tensor) -> dict[str, torch.Tensor]:
-        self.eval()
+    def components(self, h1: torch.Tensor, h2: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self(*self.standardized(h1, h2))
         z_s = (out["z_s1"] + out["z_s2"]) / 2  # (N, r_s)
         parts = {**out, "z_s": z_s, "fused": torch.cat([z_s, out["z_m1"], out["z_m2"]], 1)}
-        return {name: parts[name] for name in self.component_names}
+        return parts
 
     @classmethod
-    def fit(cls, data: PairedFeatures, config: DRIMUConfig, seed: int,
+    def fit(cls, data: MultimodalFeatures, config: DRIMUConfig, seed: int,
             progress: ProgressFn | None = None) -> tuple[DRIMU, dict[str, Any]]:
-        start = start_fit(data, config, seed, lambda d: cls(config, (d.h1.shape[1], d.h2.shape[1])))
+        start = start_fit(data, config, seed, lambda d: cls(config, d.dims))
         model = start.model
         (train1, train2), (val1, val2) = start.split("train"), start.split("val")
         encoders = torch.optim.AdamW(model.encoder_parameters(), lr=config.lr, weight_decay=config.weight_decay)

@@ -1,17 +1,17 @@
 """Late fusion (Baltrušaitis, Ahuja & Morency, "Multimodal machine learning: a survey and
 taxonomy", TPAMI 2019), the MultiLoReFT paper's simplest fusion baseline (§4.1: "simply
 concatenates modality representations"). **Supervised** on the target of `adapters/targets.py`
-(default: the dataset's joint label).
+(default: the dataset's joint label). Takes two or more modalities.
 
 Late = each modality is modelled on its own and only the results are combined: a unimodal encoder
-and head per modality, each fitted to the target from its own modality alone (the two losses
-share no parameter, so their sum trains them independently), then concatenated::
+and head per modality k, each fitted to the target from its own modality alone (the losses share
+no parameter, so their sum trains them independently), then concatenated::
 
-    e_i = f_i(h_i) ∈ R^{r_s + r_mi},   ŷ_i = W_i e_i + b_i,   L = Σ_i loss(ŷ_i, y)
-    fused = [e_1, e_2]
+    e_k = f_k(h_k) ∈ R^{r_s + r_k},   ŷ_k = W_k e_k + b_k,   L = Σ_k loss(ŷ_k, y)
+    fused = [e_1, ..., e_K]
 
-e_i is as wide as modality i's MultiLoReFT representation [z_s, z_mi] (sizes: adapters/sizes.py).
-Components: e1, e2, fused.
+e_k is as wide as modality k's MultiLoReFT representation [z_s, z_k] (sizes: adapters/sizes.py).
+Components: e_<k> per modality, fused.
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from mmpipe.adapters import components
+from mmpipe.adapters.base import Dims
 from mmpipe.adapters.baseline import mlp
 from mmpipe.adapters.registry import METHODS
 from mmpipe.adapters.sizes import check_sizes
-from mmpipe.adapters.supervised import SupervisedConfig, SupervisedFusion
+from mmpipe.adapters.supervised import Inputs, SupervisedConfig, SupervisedFusion
 from mmpipe.adapters.targets import Target
 
 
@@ -31,25 +33,38 @@ class LateFusion(SupervisedFusion):
     name = "late-fusion"
     description = "Late fusion: unimodal encoders fitted to the target separately, concatenated (supervised)"
     Config = SupervisedConfig
-    component_names = ("e1", "e2", "fused")
+    modality_count = (2, None)
 
-    def __init__(self, config: SupervisedConfig, dims: tuple[int, int], n_outputs: int = 1) -> None:
+    def __init__(self, config: SupervisedConfig, dims: Dims, n_outputs: int = 1) -> None:
         super().__init__(dims, n_outputs)
-        r_s, r_m1, r_m2 = check_sizes(config, dims)
+        r_s, *r_private = check_sizes(config, dims)
+        widths = {k: r_s + r for k, r in zip(dims, r_private, strict=True)}
         self.config = config
-        self.enc1, self.enc2 = mlp(dims[0], config.hidden, r_s + r_m1), mlp(dims[1], config.hidden, r_s + r_m2)
-        self.head1, self.head2 = nn.Linear(r_s + r_m1, n_outputs), nn.Linear(r_s + r_m2, n_outputs)
+        self.encoders = nn.ModuleDict({k: mlp(d, config.hidden, widths[k]) for k, d in dims.items()})
+        self.heads = nn.ModuleDict({k: nn.Linear(widths[k], n_outputs) for k in dims})
 
-    def objective(self, target: Target, y: torch.Tensor, h1: torch.Tensor, h2: torch.Tensor) -> torch.Tensor:
-        return target.loss(self.head1(self.enc1(h1)), y) + target.loss(self.head2(self.enc2(h2)), y)
+    @classmethod
+    def component_names(cls, modalities: tuple[str, ...]) -> tuple[str, ...]:
+        return (*(components.per_modality("e", k) for k in modalities), components.FUSED)
 
-    def predict(self, h1: torch.Tensor, h2: torch.Tensor) -> torch.Tensor:
-        """The two unimodal predictions averaged (decision-level fusion)."""
-        return (self.head1(self.enc1(h1)) + self.head2(self.enc2(h2))) / 2
+    def unimodal(self, inputs: Inputs) -> list[torch.Tensor]:
+        """Each modality's own prediction ŷ_k (B, n_outputs), in modality order."""
+        return [self.heads[k](self.encoders[k](inputs[k])) for k in self.modalities]
 
-    @torch.no_grad()
-    def transform(self, h1: torch.Tensor, h2: torch.Tensor) -> dict[str, torch.Tensor]:
-        self.eval()
-        s1, s2 = self.standardized(h1, h2)
-        e1, e2 = self.enc1(s1), self.enc2(s2)  # (N, r_s + r_m1), (N, r_s + r_m2)
-        return {"e1": e1, "e2": e2, "fused": torch.cat([e1, e2], 1)}
+    def objective(self, target: Target, y: torch.Tensor, inputs: Inputs) -> torch.Tensor:
+        first, *rest = (target.loss(prediction, y) for prediction in self.unimodal(inputs))
+        for loss in rest:
+            first = first + loss
+        return first
+
+    def predict(self, inputs: Inputs) -> torch.Tensor:
+        """The unimodal predictions averaged (decision-level fusion)."""
+        first, *rest = self.unimodal(inputs)
+        for prediction in rest:
+            first = first + prediction
+        return first / len(self.modalities)
+
+    def fuse(self, inputs: Inputs) -> dict[str, torch.Tensor]:
+        e = {k: self.encoders[k](inputs[k]) for k in self.modalities}  # modality -> (N, r_s + r_k)
+        return {**{components.per_modality("e", k): v for k, v in e.items()},
+                components.FUSED: torch.cat(list(e.values()), 1)}

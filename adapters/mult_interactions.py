@@ -19,9 +19,11 @@ import math
 import torch
 from torch import nn
 
+from mmpipe.adapters import components
+from mmpipe.adapters.base import Dims
 from mmpipe.adapters.registry import METHODS
 from mmpipe.adapters.sizes import check_sizes
-from mmpipe.adapters.supervised import SupervisedConfig, SupervisedFusion
+from mmpipe.adapters.supervised import Inputs, SupervisedConfig, SupervisedFusion
 
 
 class MultiplicativeInteraction(nn.Module):
@@ -44,23 +46,27 @@ class MultInteractions(SupervisedFusion):
     name = "mult-interactions"
     description = "Multiplicative interactions (Jayakumar et al. 2020): xᵀWy + Ux + Vy + b fusion (supervised)"
     Config = SupervisedConfig
-    component_names = ("fused",)
+    modality_count = (2, 2)
 
-    def __init__(self, config: SupervisedConfig, dims: tuple[int, int], n_outputs: int = 1) -> None:
+    def __init__(self, config: SupervisedConfig, dims: Dims, n_outputs: int = 1) -> None:
         super().__init__(dims, n_outputs)
         r_s, r_m1, r_m2 = check_sizes(config, dims)
+        d1, d2 = dims.values()
         self.config = config
-        self.proj1, self.proj2 = nn.Linear(dims[0], r_s + r_m1), nn.Linear(dims[1], r_s + r_m2)
+        self.proj1, self.proj2 = nn.Linear(d1, r_s + r_m1), nn.Linear(d2, r_s + r_m2)
         self.interaction = MultiplicativeInteraction(r_s + r_m1, r_s + r_m2, r_s + r_m1 + r_m2)
         self.head = nn.Linear(r_s + r_m1 + r_m2, n_outputs)
 
-    def fuse(self, h1: torch.Tensor, h2: torch.Tensor) -> torch.Tensor:  # (B, D)
-        return self.interaction(self.proj1(h1), self.proj2(h2))
+    @classmethod
+    def component_names(cls, modalities: tuple[str, ...]) -> tuple[str, ...]:
+        return (components.FUSED,)
 
-    def predict(self, h1: torch.Tensor, h2: torch.Tensor) -> torch.Tensor:
-        return self.head(self.fuse(h1, h2))
+    def interact(self, inputs: Inputs) -> torch.Tensor:  # (B, D)
+        first, second = self.modalities
+        return self.interaction(self.proj1(inputs[first]), self.proj2(inputs[second]))
 
-    @torch.no_grad()
-    def transform(self, h1: torch.Tensor, h2: torch.Tensor) -> dict[str, torch.Tensor]:
-        self.eval()
-        return {"fused": self.fuse(*self.standardized(h1, h2))}
+    def predict(self, inputs: Inputs) -> torch.Tensor:
+        return self.head(self.interact(inputs))
+
+    def fuse(self, inputs: Inputs) -> dict[str, torch.Tensor]:
+        return {components.FUSED: self.interact(inputs)}

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from mmpipe.adapters.data import PairedFeatures
+from mmpipe.adapters.data import MultimodalFeatures
 from mmpipe.store.errors import UserError
 
 
@@ -38,7 +38,7 @@ class Target:
         return F.mse_loss(prediction.squeeze(1), y)
 
 
-def target_name(data: PairedFeatures, requested: str | None) -> str:
+def target_name(data: MultimodalFeatures, requested: str | None) -> str:
     labels = [spec.name for spec in data.manifest.labels]
     if requested is not None:
         if requested not in labels:
@@ -52,7 +52,7 @@ def target_name(data: PairedFeatures, requested: str | None) -> str:
     return joint[0]
 
 
-def supervised_target(data: PairedFeatures, requested: str | None, device: torch.device) -> Target:
+def supervised_target(data: MultimodalFeatures, requested: str | None, device: torch.device) -> Target:
     name = target_name(data, requested)
     spec = data.manifest.label(name)
     column = data.manifest.table[name]

@@ -2,8 +2,13 @@
 
 Columns: ``sample_id`` (unique, stable), ``split`` (train/val/test), ``group`` (nullable, e.g. the
 actor, for group-disjoint splits), one column per label, and optionally one column per modality
-holding its media path or text. Label metadata (kind, owning component) and the modality columns
-are saved in the Parquet schema metadata, so a manifest file is self-describing.
+holding its media path or text. The dataset's **named modalities** (any number, each with a kind:
+audio, video, image, text or features, and its media column), the label metadata (kind, owner) and
+the split protocol are saved in the Parquet schema metadata, so a manifest file is self-describing.
+
+A label's owner is ``shared`` (every modality carries it), ``joint`` (it needs the modalities
+together; no component owns it) or the name of the one modality that should carry it; the
+manifest refuses any other owner.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,10 +31,28 @@ from mmpipe.store.errors import UserError
 
 SPLITS = ("train", "val", "test")
 LabelKind = Literal["categorical", "continuous"]
-Owner = Literal["shared", "m1", "m2", "joint"]
 _KINDS = ("categorical", "continuous")
-_OWNERS = ("shared", "m1", "m2", "joint")
+OWNERS_BESIDE_MODALITIES = ("shared", "joint")
+MODALITY_KINDS = ("audio", "video", "image", "text", "features")
+_MODALITY_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _METADATA_KEY = b"mmpipe"
+
+
+@dataclass(frozen=True)
+class Modality:
+    """One named modality of a dataset: what it is, and the column holding its media path or text
+    (None when its features are given, as for simulations and ingested features)."""
+
+    name: str
+    kind: str
+    column: str | None = None
+
+    def __post_init__(self) -> None:
+        if not _MODALITY_NAME.match(self.name) or self.name in OWNERS_BESIDE_MODALITIES or self.name == "s":
+            raise ValueError(f"modality name {self.name!r} must be lower-case letters, digits and _, starting "
+                             f"with a letter, and not {', '.join(OWNERS_BESIDE_MODALITIES)} or s")
+        if self.kind not in MODALITY_KINDS:
+            raise ValueError(f"modality {self.name!r}: kind must be one of {MODALITY_KINDS}, not {self.kind!r}")
 
 
 @dataclass(frozen=True)
@@ -37,14 +61,12 @@ class LabelSpec:
 
     name: str
     kind: LabelKind
-    owner: Owner
+    owner: str  # shared, joint, or a modality name (checked against the manifest's modalities)
     description: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
             raise ValueError(f"label {self.name!r}: kind must be one of {_KINDS}, not {self.kind!r}")
-        if self.owner not in _OWNERS:
-            raise ValueError(f"label {self.name!r}: owner must be one of {_OWNERS}, not {self.owner!r}")
 
 
 @dataclass(frozen=True)
@@ -52,8 +74,7 @@ class Manifest:
     dataset: str
     table: pd.DataFrame = field(repr=False)
     labels: tuple[LabelSpec, ...]
-    # modality name (m1, m2) -> column holding its media path or text; None when features are given
-    modalities: dict[str, str | None] = field(default_factory=dict)
+    modalities: tuple[Modality, ...] = ()
     # split protocol, e.g. "group-disjoint (actor), seed 0" — reported beside every score
     split_protocol: str = ""
 
@@ -68,12 +89,20 @@ class Manifest:
         bad = set(table["split"].unique()) - set(SPLITS)
         if bad:
             raise ValueError(f"manifest for {self.dataset}: unknown split values {sorted(bad)}")
+        names = [m.name for m in self.modalities]
+        if len(set(names)) != len(names):
+            raise ValueError(f"manifest for {self.dataset}: modality names repeat: {names}")
+        owners = (*OWNERS_BESIDE_MODALITIES, *names)
         for label in self.labels:
             if label.name not in table.columns:
                 raise ValueError(f"manifest for {self.dataset}: label column {label.name!r} missing")
-        for modality, column in self.modalities.items():
-            if column is not None and column not in table.columns:
-                raise ValueError(f"manifest for {self.dataset}: modality {modality} column {column!r} missing")
+            if label.owner not in owners:
+                raise ValueError(f"manifest for {self.dataset}: label {label.name!r} has owner {label.owner!r}; "
+                                 f"valid: {', '.join(owners)}")
+        for modality in self.modalities:
+            if modality.column is not None and modality.column not in table.columns:
+                raise ValueError(f"manifest for {self.dataset}: modality {modality.name} column "
+                                 f"{modality.column!r} missing")
 
     def __len__(self) -> int:
         return len(self.table)
@@ -85,6 +114,17 @@ class Manifest:
         valid = ", ".join(s.name for s in self.labels)
         raise UserError(f"dataset {self.dataset} has no label {name!r}; valid: {valid}")
 
+    @property
+    def modality_names(self) -> tuple[str, ...]:
+        return tuple(m.name for m in self.modalities)
+
+    def modality(self, name: str) -> Modality:
+        for modality in self.modalities:
+            if modality.name == name:
+                return modality
+        valid = ", ".join(self.modality_names) or "none"
+        raise UserError(f"dataset {self.dataset} has no modality {name!r}; valid: {valid}")
+
     def split_mask(self, split: str) -> np.ndarray:
         if split not in SPLITS:
             raise UserError(f"unknown split {split!r}; valid: {', '.join(SPLITS)}")
@@ -94,7 +134,7 @@ class Manifest:
         return {
             "dataset": self.dataset,
             "labels": [asdict(label) for label in self.labels],
-            "modalities": self.modalities,
+            "modalities": [asdict(m) for m in self.modalities],
             "split_protocol": self.split_protocol,
         }
 
@@ -135,6 +175,6 @@ def read_manifest(path: Path) -> Manifest:
         dataset=meta["dataset"],
         table=table.to_pandas(),
         labels=tuple(LabelSpec(**label) for label in meta["labels"]),
-        modalities=meta["modalities"],
+        modalities=tuple(Modality(**m) for m in meta["modalities"]),
         split_protocol=meta.get("split_protocol", ""),
     )

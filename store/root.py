@@ -34,7 +34,9 @@ from mmpipe.store.statmemo import StatMemo
 DEFAULT_ROOT = "mmpipe-store"
 ENV_VAR = "MMPIPE_STORE"
 MARKER = "STORE.json"
-FORMAT = {"format": "mmpipe-store", "layout_version": 1}
+# Layout 2: named modalities (manifests list them with their kinds; label owners are modality
+# names; feature entries are <dataset>.<modality>.<feature>), typed run records, (T, D) sequences.
+FORMAT = {"format": "mmpipe-store", "layout_version": 2}
 
 
 def default_root() -> Path:
@@ -45,9 +47,10 @@ def default_root() -> Path:
 class SplitFeatures:
     """One split of a feature entry, in memory: rows follow the manifest order."""
 
-    features: torch.Tensor  # (n, d), stored dtype
+    features: torch.Tensor  # (n, D) or, for a sequence entry, (n, T, D); stored dtype
     rows: pd.DataFrame  # the manifest rows of those samples
     valid: torch.Tensor  # (n,) bool; False rows hold no features
+    lengths: torch.Tensor | None = None  # (n,) int64 valid steps per row; None for pooled rows
 
 
 class Store:
@@ -65,6 +68,7 @@ class Store:
         root = Path(root) if root is not None else default_root()
         marker = root / MARKER
         if marker.is_file():
+            _check_layout(root)
             return cls(root)
         if root.exists() and not root.is_dir():
             raise UserError(f"{root} is a file, not an mmpipe store directory")
@@ -170,13 +174,14 @@ class Store:
         """Rows of one split (all rows with ``split=None``), read in bulk from one entry."""
         if entry.shape[0] != len(manifest):
             raise UserError(f"{entry.name} has {entry.shape[0]} rows but manifest {manifest.dataset} has {len(manifest)}")
-        features = entry.load()
         valid = torch.from_numpy(entry.valid())
+        lengths = entry.lengths()
         if split is None:
-            return SplitFeatures(features, manifest.table, valid)
+            return SplitFeatures(entry.load(), manifest.table, valid, lengths)
         mask = manifest.split_mask(split)
         index = torch.from_numpy(mask.nonzero()[0])
-        return SplitFeatures(features[index], manifest.table.loc[mask].reset_index(drop=True), valid[index])
+        return SplitFeatures(entry.load(rows=index), manifest.table.loc[mask].reset_index(drop=True), valid[index],
+                             None if lengths is None else lengths[index])
 
 
     # -- runs ----------------------------------------------------------------------------------
@@ -185,6 +190,18 @@ class Store:
 
     def run(self, run_id: str) -> RunEntry:
         return get_run(self.runs_dir, run_id)
+
+
+def _check_layout(root: Path) -> None:
+    """Refuse a store of another layout in one line, rather than misread it."""
+    try:
+        layout = json.loads((root / MARKER).read_text()).get("layout_version")
+    except (OSError, ValueError, AttributeError):
+        raise UserError(f"{root / MARKER} is unreadable; it should hold {json.dumps(FORMAT)}") from None
+    if layout != FORMAT["layout_version"]:
+        raise UserError(f"{root} was written by mmpipe store layout {layout}, this mmpipe reads layout "
+                        f"{FORMAT['layout_version']}: rebuild it in a new store (the commands that made it, "
+                        f"e.g. `mmpipe simulate` / `mmpipe extract`, with --store NEW_DIR)")
 
 
 def _choose(options: Sequence[str], prefix: str | None, what: str) -> str:

@@ -3,12 +3,11 @@
 ::
 
     <store>/runs/<method>/<fingerprint>/
-        run.json                 the run record (see ``RunEntry.record``)
+        run.json                 the run record (`RunRecord`)
         key.json                 key material of the fingerprint (config + seed + input entries)
         checkpoint.safetensors   the trained state dict
-        components/              Zarr v3 group: one float32 [N, r] array per component
-                                 (z_s1 z_s2 z_m1 z_m2 phi1 phi2 z_s fused, or a method's subset),
-                                 rows in manifest order, plus valid [N] bool
+        components/              Zarr v3 group: one float32 [N, r] array per component the
+                                 method produced, rows in manifest order, plus valid [N] bool
 
 ``run_id`` is ``<method>-<fingerprint[:12]>``; the same config and seed again finds the published
 run and does no work.
@@ -16,6 +15,7 @@ run and does no work.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -60,25 +60,79 @@ def run_id_of(method: str, fingerprint: str) -> str:
 
 
 @dataclass(frozen=True)
+class RunRecord:
+    """What a fit did, as ``run.json`` holds it; every layer reads these fields, never a dict.
+
+    ``inputs`` maps each modality, in the order the method saw them, to its feature entry name
+    (``<dataset>.<modality>.<feature>``); ``input_fingerprints`` to that entry's fingerprint.
+    ``ablation`` names the paper ablation the config applies (None for the full method);
+    ``settings`` the other config fields that differ from the method's defaults for this data.
+    ``history`` holds what the method reports beyond the common fields (stage and rank
+    histories, sizes, the supervised target, ...).
+    """
+
+    method: str
+    dataset: str
+    manifest_version: str
+    inputs: dict[str, str]
+    input_fingerprints: dict[str, str]
+    seed: int
+    config: dict[str, Any]
+    ablation: str | None
+    settings: dict[str, Any]
+    dims: dict[str, int]
+    components: list[str]
+    started_at: str
+    seconds: float
+    code_version: str
+    n_params: int
+    split_protocol: str = ""
+    epochs: int | None = None
+    ranks: dict[str, dict[str, int]] | None = None  # component -> {"initial", "final"}
+    timings: dict[str, float] = dataclasses.field(default_factory=dict)
+    history: dict[str, Any] = dataclasses.field(default_factory=dict)
+    fingerprint: str = ""  # filled when the run is published
+    run_id: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any], source: Path) -> RunRecord:
+        names = {f.name for f in dataclasses.fields(cls)}
+        missing = [f.name for f in dataclasses.fields(cls)
+                   if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+                   and f.name not in data]
+        if missing or not isinstance(data, dict):
+            raise UserError(f"{source} is not a run record of this mmpipe (missing {', '.join(missing)}); "
+                            "refit the run in a new store")
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    @property
+    def modalities(self) -> tuple[str, ...]:
+        return tuple(self.inputs)
+
+
+@dataclass(frozen=True)
 class RunEntry:
     path: Path
     method: str
     fingerprint: str
-    record: dict[str, Any]
+    record: RunRecord
     key: dict[str, Any]
 
     @classmethod
     def open(cls, path: Path) -> RunEntry:
-        record = json.loads((path / "run.json").read_text())
+        record = RunRecord.from_json(json.loads((path / "run.json").read_text()), path / "run.json")
         key = json.loads((path / "key.json").read_text())
-        return cls(path=path, method=record["method"], fingerprint=path.name, record=record, key=key)
+        return cls(path=path, method=record.method, fingerprint=path.name, record=record, key=key)
 
     @property
     def run_id(self) -> str:
         return run_id_of(self.method, self.fingerprint)
 
     def component_names(self) -> list[str]:
-        return list(self.record["components"])
+        return list(self.record.components)
 
     def components(self, names: list[str] | None = None) -> dict[str, torch.Tensor]:
         """Component arrays, float32 (N, r), rows in manifest order. Unknown names raise a UserError."""
@@ -98,12 +152,13 @@ class RunEntry:
         return load_file(self.path / "checkpoint.safetensors")
 
 
-def publish_run(runs_dir: Path, method: str, config: Any, record: dict[str, Any],
+def publish_run(runs_dir: Path, method: str, config: Any, record: RunRecord,
                 components: dict[str, np.ndarray | torch.Tensor], valid: np.ndarray,
                 state_dict: dict[str, torch.Tensor]) -> RunEntry:
     """Write a run to a temporary directory and rename it into place (atomic).
 
-    If the same run was published meanwhile (same fingerprint), the existing one is kept.
+    ``config`` is the run's key (everything that determines its result). If the same run was
+    published meanwhile (same fingerprint), the existing one is kept.
     """
     key = key_material({"method": method, **dict(config)})
     fingerprint = fingerprint_of(key)
@@ -123,8 +178,9 @@ def publish_run(runs_dir: Path, method: str, config: Any, record: dict[str, Any]
         group.create_array("valid", data=np.asarray(valid, dtype=bool), compressors=None)
         save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, tmp / "checkpoint.safetensors")
         _write_json(tmp / "key.json", key)
-        _write_json(tmp / "run.json", {**record, "method": method, "fingerprint": fingerprint,
-                                       "run_id": run_id_of(method, fingerprint), "components": list(components)})
+        published = dataclasses.replace(record, method=method, fingerprint=fingerprint,
+                                        run_id=run_id_of(method, fingerprint), components=list(components))
+        _write_json(tmp / "run.json", published.to_json())
         os.rename(tmp, final)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)

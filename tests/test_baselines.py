@@ -9,9 +9,8 @@ import pytest
 import torch
 
 from mmpipe.adapters.apollo import APOLLO, APOLLOConfig
-from mmpipe.adapters.data import load_paired
+from mmpipe.adapters.data import load_features
 from mmpipe.adapters.drimu import DRIMU, DRIMUConfig
-from mmpipe.adapters.fit import fit_runs
 from mmpipe.adapters.losses import discriminator_loss, fooling_loss, symmetric_info_nce
 from mmpipe.adapters.mult_interactions import MultiplicativeInteraction
 from mmpipe.adapters.multiloreft import MultiLoReFTConfig
@@ -19,10 +18,12 @@ from mmpipe.adapters.targets import supervised_target
 from mmpipe.adapters.training import single_cpu_thread
 from mmpipe.pipeline.datasets.sim1 import Sim1Config
 from mmpipe.pipeline.datasets.sim2 import Sim2Config
+from mmpipe.pipeline.fit import fit_runs
 from mmpipe.pipeline.simulate import simulate
 from mmpipe.store.errors import UserError
 from mmpipe.store.root import Store
 
+SIM = {"m1": None, "m2": None}
 FAST = {"sizes": (3, 2, 2), "max_epochs": 3, "minibatch_size": 32, "hidden": 8, "device": "cpu"}
 
 
@@ -51,10 +52,10 @@ def test_symmetric_info_nce_is_symmetric_and_prefers_aligned_pairs():
 def test_drimu_encoders_are_trained_against_the_discriminator(store):
     """Discriminator steps lower its loss; encoder steps on the adversarial term raise it."""
     torch.manual_seed(0)
-    data = load_paired(store, "sim1", "m1", "m2")
-    model = DRIMU(DRIMUConfig(**FAST), (10, 10))
-    model.fit_scaler(*data.split("train"))
-    b1, b2 = model.standardized(*data.split("train"))
+    data = load_features(store, "sim1", SIM)
+    model = DRIMU(DRIMUConfig(**FAST), data.dims)
+    model.fit_scaler(*model.pair(data.split("train")))
+    b1, b2 = model.standardized(*model.pair(data.split("train")))
     discriminators = torch.optim.Adam([p for d in model.discriminators() for p in d.parameters()], lr=1e-2)
     encoders = torch.optim.Adam(model.encoder_parameters(), lr=1e-2)
     with single_cpu_thread(torch.device("cpu")):
@@ -75,14 +76,14 @@ def test_drimu_encoders_are_trained_against_the_discriminator(store):
 
 
 def test_apollo_encoders_match_the_frozen_latents(store):
-    data = load_paired(store, "sim1", "m1", "m2")
+    data = load_features(store, "sim1", SIM)
     config = APOLLOConfig(**{**FAST, "max_epochs": 30}, max_epochs_encoders=0)
     latents_only, _ = APOLLO.fit(data, config, seed=0)
     model, history = APOLLO.fit(data, dataclasses.replace(config, max_epochs_encoders=300, patience=300), seed=0)
     for frozen, final in zip(latents_only.latents(), model.latents(), strict=True):
         torch.testing.assert_close(final, frozen)  # step 2 leaves the latents alone
     assert [h["stage"] for h in history["stage_history"]] == ["latents", "encoders"]
-    train1, train2 = model.standardized(*data.split("train"))
+    train1, train2 = model.standardized(*model.pair(data.split("train")))
     with torch.no_grad():
         z = model.encode(train1, train2)
     for component, latent in (("z_s1", model.latent_s), ("z_s2", model.latent_s),
@@ -108,22 +109,23 @@ def test_mult_interactions_is_bilinear_without_its_linear_terms():
 
 def test_sizes_come_from_the_multiloreft_run_of_the_same_seed(store):
     config = DRIMUConfig(max_epochs=2, minibatch_size=32, hidden=8, device="cpu")
-    with pytest.raises(UserError, match=r"fit one with `mmpipe fit multiloreft --dataset sim1 --seeds 0`"):
-        fit_runs(store, "drimu", "sim1", "m1", "m2", config, [0])
+    with pytest.raises(UserError, match=r"fit one with `mmpipe fit multiloreft --dataset sim1 "
+                       r"--input m1=simulated --input m2=simulated --seeds 0`"):
+        fit_runs(store, "drimu", "sim1", SIM, config, [0])
     mlr = MultiLoReFTConfig(device="cpu", max_epochs_shared=2, max_epochs_private=2, max_epochs_joint=2,
                             minibatch_size=32, hidden=8)
-    [reference] = fit_runs(store, "multiloreft", "sim1", "m1", "m2", mlr, [0])
-    [outcome] = fit_runs(store, "drimu", "sim1", "m1", "m2", config, [0])
-    ranks = reference.run.record["ranks"]
-    assert outcome.run.record["config"]["sizes"] == [ranks[c]["final"] for c in ("z_s", "z_m1", "z_m2")]
-    assert outcome.run.record["config"]["sizes_from"] == reference.run.run_id
+    [reference] = fit_runs(store, "multiloreft", "sim1", SIM, mlr, [0])
+    [outcome] = fit_runs(store, "drimu", "sim1", SIM, config, [0])
+    ranks = reference.run.record.ranks
+    assert outcome.run.record.config["sizes"] == [ranks[c]["final"] for c in ("z_s", "z_m1", "z_m2")]
+    assert outcome.run.record.config["sizes_from"] == reference.run.run_id
     assert outcome.run.components(["z_m1"])["z_m1"].shape[1] == ranks["z_m1"]["final"]
-    [fixed] = fit_runs(store, "drimu", "sim1", "m1", "m2", dataclasses.replace(config, size="input"), [0])
-    assert fixed.run.record["config"]["sizes"] == [10, 10, 10] and fixed.run.record["ablation"] == "input size"
+    [fixed] = fit_runs(store, "drimu", "sim1", SIM, dataclasses.replace(config, size="input"), [0])
+    assert fixed.run.record.config["sizes"] == [10, 10, 10] and fixed.run.record.ablation == "input size"
 
 
 def test_the_supervised_target_is_the_joint_label_from_train_and_val_rows(store):
-    data = load_paired(store, "sim1", "m1", "m2")
+    data = load_features(store, "sim1", SIM)
     target = supervised_target(data, None, torch.device("cpu"))
     assert target.name == "y_cond" and target.kind == "continuous"
     assert set(target.train_rows.tolist()) <= set(data.split_index["train"].tolist())
@@ -132,4 +134,4 @@ def test_the_supervised_target_is_the_joint_label_from_train_and_val_rows(store)
     categorical = supervised_target(data, "y_s", torch.device("cpu"))
     assert categorical.n_outputs == 4 and categorical.train_y.dtype == torch.int64
     with pytest.raises(UserError, match=r"sim2 has no joint label; choose the supervised target with --set target"):
-        supervised_target(load_paired(store, "sim2", "m1", "m2"), None, torch.device("cpu"))
+        supervised_target(load_features(store, "sim2", SIM), None, torch.device("cpu"))

@@ -5,10 +5,10 @@ import dataclasses
 import torch
 from typer.testing import CliRunner
 
-from mmpipe.adapters.fit import fit_runs
 from mmpipe.adapters.multiloreft import MultiLoReFTConfig
 from mmpipe.pipeline.cli import app
 from mmpipe.pipeline.datasets.sim1 import Sim1Config
+from mmpipe.pipeline.fit import fit_runs
 from mmpipe.pipeline.simulate import simulate
 from mmpipe.store.root import Store
 
@@ -43,7 +43,7 @@ def test_parallel_seeds_match_sequential_fits(tmp_path):
     for jobs in (1, 2):
         store = Store.open(tmp_path / f"jobs{jobs}", create=True)
         simulate(store, "sim1", Sim1Config(n=300))
-        outcomes = fit_runs(store, "multiloreft", "sim1", "m1", "m2", config, [0, 1], jobs=jobs)
+        outcomes = fit_runs(store, "multiloreft", "sim1", {"m1": None, "m2": None}, config, [0, 1], jobs=jobs)
         results[jobs] = [o.run for o in outcomes]
     for sequential, parallel in zip(results[1], results[2], strict=True):
         assert sequential.fingerprint == parallel.fingerprint

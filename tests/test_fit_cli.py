@@ -29,13 +29,14 @@ def test_fit_end_to_end_then_noop(sim_root):
     result = _fit(sim_root, "--seeds", "0,1")
     assert result.exit_code == 0, result.output
     runs = Store.open(sim_root).runs("multiloreft")
-    assert len(runs) == 2 and {r.record["seed"] for r in runs} == {0, 1}
+    assert len(runs) == 2 and {r.record.seed for r in runs} == {0, 1}
     run = runs[0]
-    assert set(run.component_names()) == {"z_s1", "z_s2", "z_m1", "z_m2", "phi1", "phi2", "z_s", "fused"}
-    assert run.components(["phi1"])["phi1"].shape == (300, 10)
-    for field in ("config", "ranks", "stage_history", "rank_history", "timings", "n_params", "code_version",
-                  "started_at", "seconds"):
-        assert field in run.record
+    assert set(run.component_names()) == {"z_s_m1", "z_s_m2", "z_m1", "z_m2", "phi_m1", "phi_m2", "z_s", "fused"}
+    assert run.components(["phi_m1"])["phi_m1"].shape == (300, 10)
+    record = run.record
+    assert record.inputs == {"m1": "sim1.m1.simulated", "m2": "sim1.m2.simulated"}
+    assert record.ranks and record.n_params > 0 and record.code_version and record.started_at and record.seconds > 0
+    assert {"stage_history", "rank_history"} <= set(record.history) and "train_s" in record.timings
     assert (run.path / "checkpoint.safetensors").exists()
     info = runner.invoke(app, ["--store", str(sim_root), "info"])
     assert info.exit_code == 0 and "adapter runs" in info.output and run.run_id[:12] in info.output
@@ -49,14 +50,19 @@ def test_config_file_and_overrides_change_the_run(sim_root, tmp_path):
     config.write_text('{"prune": false, "temperature": 0.2}')
     assert _fit(sim_root, "--seeds", "0", "--config", str(config)).exit_code == 0
     [run] = Store.open(sim_root).runs("multiloreft")
-    assert run.record["config"]["prune"] is False and run.record["config"]["temperature"] == 0.2
-    assert run.record["ablation"] == "no pruning"
+    assert run.record.config["prune"] is False and run.record.config["temperature"] == 0.2
+    assert run.record.ablation == "no pruning"
+    assert run.record.settings == {"temperature": 0.2, "projection_weight_decay": 0.01}  # sim1's data default
 
 
 @pytest.mark.parametrize("args, message", [
     (["--set", "bogus=1"], "unknown config key 'bogus'; valid: "),
     (["--seeds", "0,x"], "--seeds must be comma-separated integers"),
-    (["--m1", "nope", "--m2", "m2"], "no cached features sim1.nope"),
+    (["--m1", "nope", "--m2", "simulated"], "no cached nope features of sim1 m1"),
+    (["--input", "m1", "--input", "m9"], "dataset sim1 has no modality 'm9'; valid: m1, m2"),
+    (["--input", "m1"], "multiloreft takes exactly 2 modalities, got 1 (m1)"),
+    (["--input", "m1", "--m1", "simulated"], "give --input or --m1/--m2, not both"),
+    (["--input", "m1=", "--input", "m2"], "--input 'm1=' must be MODALITY=FEATURE or MODALITY"),
 ])
 def test_bad_input_exits_2(sim_root, args, message):
     result = _fit(sim_root, *args)
@@ -69,12 +75,12 @@ def test_unknown_method_and_missing_data(tmp_path, sim_root):
     result = runner.invoke(app, ["--store", str(sim_root), "fit", "multiloreft", "--dataset", "sim2"])
     assert result.exit_code == 2 and "create it with `mmpipe simulate sim2`" in result.output
     result = runner.invoke(app, ["--store", str(sim_root), "fit", "multiloreft", "--dataset", "cremad"])
-    assert result.exit_code == 2 and "needs --m1 and --m2" in result.output
+    assert result.exit_code == 2 and "the store holds no cremad data" in result.output
 
 
 def test_nan_features_name_rows_and_split(sim_root):
     store = Store.open(sim_root)
-    entry = store.features("sim1.m1")
+    entry = store.features("sim1.m1.simulated")
     splits = store.manifest("sim1").table["split"].to_numpy()
     array = zarr.open_group(entry.path, mode="r+")["data"]
     bad_rows = np.flatnonzero(splits == "val")[:3]
@@ -83,24 +89,61 @@ def test_nan_features_name_rows_and_split(sim_root):
     array[...] = values
     result = _fit(sim_root, "--seeds", "0")
     assert result.exit_code == 2
-    assert "sim1.m1: 3 val rows contain NaN or Inf" in result.output
+    assert "sim1.m1.simulated: 3 val rows contain NaN or Inf" in result.output
     assert store.runs() == []
 
 
-def test_modalities_with_different_sample_counts(sim_root):
-    store = Store.open(sim_root)
+def _extra_entry(store: Store, modality: str, feature: str, n_rows: int) -> None:
     version = store.manifest("sim1").version()
-    with store.writer("sim1.short", {"x": 1}, n_rows=299, dim=10) as writer:
+    with store.writer(f"sim1.{modality}.{feature}", {"modality": modality, "x": 1}, n_rows=n_rows, dim=10) as writer:
         for index in writer.pending_chunks():
             start, stop = writer.chunk_bounds(index)
-            writer.write_chunk(index, np.zeros((stop - start, 10)))
+            writer.write_chunk(index, np.random.default_rng(index).normal(size=(stop - start, 10)))
         writer.publish({"dataset": "sim1", "manifest_version": version})
-    result = _fit(sim_root, "--m1", "m1", "--m2", "short")
-    assert result.exit_code == 2 and "sim1.short has 299 rows but the sim1 manifest has 300" in result.output
+
+
+def test_modalities_with_different_sample_counts(sim_root):
+    _extra_entry(Store.open(sim_root), "m2", "short", 299)
+    result = _fit(sim_root, "--m1", "simulated", "--m2", "short")
+    assert result.exit_code == 2 and "sim1.m2.short has 299 rows but the sim1 manifest has 300" in result.output
+
+
+def test_a_feature_of_one_modality_is_refused_for_another(sim_root):
+    """The CREMA-D bug of issue #11: audio features given as video silently misassigned every Δ."""
+    store = Store.open(sim_root)
+    _extra_entry(store, "m2", "other", 300)
+    for args in (["--input", "m1=other", "--input", "m2"], ["--m1", "other", "--m2", "simulated"]):
+        result = _fit(sim_root, *args)
+        assert result.exit_code == 2, result.output
+        assert "other features of sim1 were extracted from m2, not m1" in result.output
+        assert "Traceback" not in result.output
+    assert store.runs() == []
+    result = _fit(sim_root, "--seeds", "0")
+    assert result.exit_code == 2 and "sim1 m2 has several features (other, simulated)" in result.output
+
+
+def test_input_order_is_the_order_the_method_sees(sim_root):
+    assert _fit(sim_root, "--seeds", "0", "--input", "m2", "--input", "m1").exit_code == 0
+    [run] = Store.open(sim_root).runs("multiloreft")
+    assert list(run.record.inputs) == ["m2", "m1"]
+    assert run.record.dims == {"m2": 10, "m1": 10}
+
+
+def test_data_defaults_apply_to_fit_and_an_explicit_set_wins(tmp_path):
+    root = tmp_path / "s2"
+    assert runner.invoke(app, ["--store", str(root), "simulate", "sim2", "--n", "300"]).exit_code == 0
+    assert runner.invoke(app, ["--store", str(root), "fit", "multiloreft", "--dataset", "sim2", "--seeds", "0",
+                               *FAST]).exit_code == 0
+    assert runner.invoke(app, ["--store", str(root), "fit", "multiloreft", "--dataset", "sim2", "--seeds", "0",
+                               *FAST, "--set", "projection_weight_decay=0.001"]).exit_code == 0
+    decays = sorted(r.record.config["projection_weight_decay"] for r in Store.open(root).runs("multiloreft"))
+    assert decays == [0.001, 0.3]
+    shown = {r.record.config["projection_weight_decay"]: r.record.settings for r in Store.open(root).runs()}
+    assert shown[0.3]["projection_weight_decay"] == 0.3 and "projection_weight_decay" not in shown[0.001]
 
 
 def test_minibatch_size_is_part_of_the_run_key(sim_root):
     assert _fit(sim_root, "--seeds", "0").exit_code == 0
     assert _fit(sim_root, "--seeds", "0", "--set", "minibatch_size=32").exit_code == 0
     runs = Store.open(sim_root).runs("multiloreft")
-    assert sorted(r.record["config"]["minibatch_size"] for r in runs) == [32, 64]
+    assert sorted(r.record.config["minibatch_size"] for r in runs) == [32, 64]

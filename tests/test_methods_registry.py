@@ -1,5 +1,7 @@
 """Every registered adapter method gets the same checks: component names and shapes, finite
-gradients, it can overfit a tiny batch, checkpoint round trip, seeded determinism.
+gradients, it can overfit a tiny batch, checkpoint round trip, seeded determinism, and the number
+and kind of inputs it declares (accepted within its range, refused in one line outside it; a
+method taking three or more modalities is fitted on three).
 
 FAST holds a quick config per method; a method registered without an entry fails the suite.
 TRAINING_LOSS says how to compute each method's training objective on a standardised batch (None:
@@ -15,12 +17,13 @@ import pytest
 import torch
 
 from mmpipe.adapters import METHODS
-from mmpipe.adapters.data import PairedFeatures, load_paired
+from mmpipe.adapters.data import ModalityInput, MultimodalFeatures, load_features
 from mmpipe.adapters.multiloreft import MultiLoReFTConfig
 from mmpipe.adapters.targets import supervised_target
 from mmpipe.adapters.training import single_cpu_thread
 from mmpipe.pipeline.datasets.sim1 import Sim1Config
 from mmpipe.pipeline.simulate import simulate
+from mmpipe.store.errors import UserError
 from mmpipe.store.root import Store
 
 SIZES = (3, 2, 2)
@@ -37,11 +40,11 @@ FAST = {
     "contrastive": METHODS.get("contrastive").Config(**_BASE),
 }
 
-LossFn = Callable[[torch.nn.Module, PairedFeatures, torch.Tensor], torch.Tensor]  # model, data, train rows → loss
+LossFn = Callable[[torch.nn.Module, MultimodalFeatures, torch.Tensor], torch.Tensor]  # model, data, train rows → loss
 
 
 def _batch(model, data, rows):
-    train1, train2 = data.split("train")
+    train1, train2 = model.pair(data.split("train"))
     return model.standardized(train1[rows], train2[rows])
 
 
@@ -50,8 +53,8 @@ _TARGETS: dict[int, object] = {}
 
 def _supervised(model, data, rows):
     target = _TARGETS.setdefault(id(data), supervised_target(data, None, torch.device("cpu")))
-    b1, b2 = model.standardized(data.h1[target.train_rows[rows]], data.h2[target.train_rows[rows]])
-    return model.objective(target, target.train_y[rows], b1, b2)
+    scaled = model.scaler({k: v[target.train_rows[rows]] for k, v in data.values.items()})
+    return model.objective(target, target.train_y[rows], scaled)
 
 
 TRAINING_LOSS: dict[str, LossFn | None] = {
@@ -76,16 +79,24 @@ def test_every_registered_method_has_a_fast_config_and_a_loss():
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> PairedFeatures:
+def data(tmp_path_factory) -> MultimodalFeatures:
     store = Store.open(tmp_path_factory.mktemp("registry") / "store", create=True)
     simulate(store, "sim1", Sim1Config(n=240))
-    return load_paired(store, "sim1", "m1", "m2")
+    return load_features(store, "sim1", {"m1": None, "m2": None})
+
+
+def three_modalities(data: MultimodalFeatures) -> MultimodalFeatures:
+    """``data`` plus a third modality m3: a noisy, rescaled copy of m1 with another width."""
+    generator = torch.Generator().manual_seed(3)
+    m1 = data.values["m1"]
+    m3 = torch.cat([m1, m1[:, :2]], 1) * 2 + 0.1 * torch.randn(len(m1), m1.shape[1] + 2, generator=generator)
+    return dataclasses.replace(data, inputs=(*data.inputs, ModalityInput("m3", data.inputs[0].entry, m3)))
 
 
 _FITTED: dict[tuple[str, int], tuple] = {}
 
 
-def _fit(name: str, data: PairedFeatures, seed: int = 0):
+def _fit(name: str, data: MultimodalFeatures, seed: int = 0):
     if (name, seed) not in _FITTED:
         _FITTED[(name, seed)] = METHODS.get(name).fit(data, FAST[name], seed)
     return _FITTED[(name, seed)]
@@ -94,10 +105,10 @@ def _fit(name: str, data: PairedFeatures, seed: int = 0):
 @pytest.mark.parametrize("name", METHODS.names())
 def test_components_have_the_declared_names_and_shapes(name, data):
     model, history = _fit(name, data)
-    parts = model.transform(data.h1, data.h2)
-    assert tuple(parts) == METHODS.get(name).component_names
+    parts = model.transform(data.values)
+    assert tuple(parts) == METHODS.get(name).component_names(data.modalities)
     for component, value in parts.items():
-        assert value.ndim == 2 and value.shape[0] == len(data.h1) and value.shape[1] >= 1, component
+        assert value.ndim == 2 and value.shape[0] == len(data.valid) and value.shape[1] >= 1, component
         assert torch.isfinite(value).all(), component
     assert isinstance(history, dict) and "timings" in history
 
@@ -109,7 +120,7 @@ def test_gradients_are_finite(name, data):
     if loss_fn is None:
         assert not any(p.requires_grad for p in model.parameters())
         return
-    model = METHODS.get(name).from_state(FAST[name], model.dims, model.state_dict())
+    model = METHODS.get(name).from_state(FAST[name], data.dims, model.state_dict())
     model.train()
     loss = loss_fn(model, data, torch.arange(16))
     loss.backward()
@@ -123,7 +134,7 @@ def test_gradients_are_finite(name, data):
 def test_overfits_a_tiny_batch(name, data):
     torch.manual_seed(0)
     model, _ = _fit(name, data)
-    model = METHODS.get(name).from_state(FAST[name], model.dims, model.state_dict())
+    model = METHODS.get(name).from_state(FAST[name], data.dims, model.state_dict())
     model.train()
     rows = torch.arange(16)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
@@ -143,8 +154,8 @@ def test_overfits_a_tiny_batch(name, data):
 def test_state_round_trip(name, data):
     model, _ = _fit(name, data)
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    again = METHODS.get(name).from_state(FAST[name], model.dims, state)
-    before, after = model.transform(data.h1, data.h2), again.transform(data.h1, data.h2)
+    again = METHODS.get(name).from_state(FAST[name], data.dims, state)
+    before, after = model.transform(data.values), again.transform(data.values)
     for component in before:
         torch.testing.assert_close(after[component], before[component])
 
@@ -154,7 +165,7 @@ def test_same_seed_same_result(name, data):
     first, _ = _fit(name, data, seed=0)
     second, _ = METHODS.get(name).fit(data, FAST[name], 0)
     other, _ = _fit(name, data, seed=1)
-    a, b, c = (m.transform(data.h1, data.h2) for m in (first, second, other))
+    a, b, c = (m.transform(data.values) for m in (first, second, other))
     for component in a:
         torch.testing.assert_close(b[component], a[component])
     if TRAINING_LOSS[name] is not None:
@@ -164,3 +175,36 @@ def test_same_seed_same_result(name, data):
 def test_fast_configs_are_real_configs():
     for name, config in FAST.items():
         assert dataclasses.is_dataclass(config) and type(config).__dataclass_params__.frozen, name
+
+
+@pytest.mark.parametrize("name", METHODS.names())
+def test_declared_number_and_kind_of_inputs(name):
+    cls = METHODS.get(name)
+    low, high = cls.modality_count
+    for count in range(1, 5):
+        kinds = {f"m{i}": "pooled" for i in range(1, count + 1)}
+        if low <= count and (high is None or count <= high):
+            cls.check_inputs(kinds)
+        else:
+            with pytest.raises(UserError, match=f"{name} takes {cls.accepts()} modalities, got {count}"):
+                cls.check_inputs(kinds)
+    if "sequence" not in cls.input_kinds:
+        kinds = {f"m{i}": "pooled" for i in range(1, low + 1)} | {"m1": "sequence"}
+        with pytest.raises(UserError, match="m1 is a sequence feature"):
+            cls.check_inputs(kinds)
+
+
+@pytest.mark.parametrize("name", [n for n in METHODS.names()
+                                  if METHODS.get(n).modality_count[1] is None or METHODS.get(n).modality_count[1] >= 3])
+def test_three_modality_fit(name, data):
+    three = three_modalities(data)
+    config = FAST[name]
+    if hasattr(config, "sizes"):
+        config = dataclasses.replace(config, sizes=(3, 2, 2, 2))
+    model, _ = METHODS.get(name).fit(three, config, 0)
+    parts = model.transform(three.values)
+    assert tuple(parts) == METHODS.get(name).component_names(("m1", "m2", "m3"))
+    assert all(torch.isfinite(v).all() and v.shape[0] == len(three.valid) for v in parts.values())
+    again = METHODS.get(name).from_state(config, three.dims, model.state_dict())
+    for component, value in again.transform(three.values).items():
+        torch.testing.assert_close(value, parts[component])

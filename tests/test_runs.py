@@ -3,18 +3,26 @@ import pytest
 import torch
 
 from mmpipe.store.errors import UserError
-from mmpipe.store.runs import find_run, publish_run
+from mmpipe.store.runs import RunRecord, find_run, publish_run
+
+
+def record(seed: int) -> RunRecord:
+    return RunRecord(method="toy", dataset="sim1", manifest_version="v", inputs={"m1": "sim1.m1.x"},
+                     input_fingerprints={"m1": "f"}, seed=seed, config={}, ablation=None, settings={},
+                     dims={"m1": 4}, components=[], started_at="2026-01-01T00:00:00", seconds=1.0,
+                     code_version="c", n_params=5)
 
 
 def _publish(store, seed=0, **extra):
     components = {"z_s1": np.arange(12, dtype=np.float32).reshape(6, 2), "z_m1": np.ones((6, 3), np.float32)}
-    return publish_run(store.runs_dir, "toy", {"dataset": "sim1", "seed": seed, **extra}, {"seed": seed, "n_params": 5},
+    return publish_run(store.runs_dir, "toy", {"dataset": "sim1", "seed": seed, **extra}, record(seed),
                        components, np.array([True] * 5 + [False]), {"w": torch.arange(4.0)})
 
 
 def test_publish_round_trip_and_reuse(store):
     run = _publish(store)
-    assert run.run_id == f"toy-{run.fingerprint[:12]}" and run.record["run_id"] == run.run_id
+    assert run.run_id == f"toy-{run.fingerprint[:12]}" and run.record.run_id == run.run_id
+    assert run.record.components == ["z_s1", "z_m1"] and run.record.fingerprint == run.fingerprint
     parts = run.components()
     assert list(parts) == ["z_s1", "z_m1"] and parts["z_s1"][5].tolist() == [10.0, 11.0]
     assert run.valid().tolist() == [True] * 5 + [False]
@@ -34,3 +42,10 @@ def test_unknown_run_and_component_list_valid_ones(store):
         store.run("toy-zzz")
     with pytest.raises(UserError, match="no component 'phi1'; valid: z_s1, z_m1"):
         run.components(["phi1"])
+
+
+def test_a_run_json_of_another_format_is_refused_in_one_line(store):
+    run = _publish(store)
+    (run.path / "run.json").write_text('{"method": "toy", "m1": "sim1.m1", "m2": "sim1.m2"}')
+    with pytest.raises(UserError, match=r"run.json is not a run record of this mmpipe \(missing dataset"):
+        store.runs()
