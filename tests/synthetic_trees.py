@@ -6,14 +6,13 @@
 - :func:`make_multi30k_tree`: a Multi30k checkout (``data/task1/image_splits/{file}.txt`` and
   line-aligned ``data/task1/raw/{file}.{lang}.gz``) plus a folder of small JPEG images.
 
-The real CREMA-D metadata lives in ``shared/data/crema-d/`` beside the repository (or under
-``$MMPIPE_SHARED``). The media writers are those of ``tests/media.py``.
+The real CREMA-D metadata is the copy the package ships (:data:`mmpipe.pipeline.datasets.cremad.METADATA_DIR`),
+so the tests need nothing outside the repository. The media writers are those of ``tests/media.py``.
 """
 
 from __future__ import annotations
 
 import gzip
-import os
 import shutil
 from collections.abc import Sequence
 from functools import cache
@@ -22,23 +21,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mmpipe.pipeline.datasets.cremad import METADATA_DIR
 from tests.media import write_image, write_video, write_wav
 
 WAV_HEADER_BYTES = 44
 WAV_BYTES_PER_SECOND = 16_000 * 2  # 16 kHz, mono, 16-bit
 
 
-def shared_dir() -> Path:
-    """``$MMPIPE_SHARED`` if set, else the ``shared/`` folder beside the repository."""
-    env = os.environ.get("MMPIPE_SHARED")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared"
-
-
 def cremad_meta_dir() -> Path:
-    path = shared_dir() / "data" / "crema-d"
-    if not path.is_dir():
-        raise FileNotFoundError(f"the real CREMA-D metadata is expected in {path} (set MMPIPE_SHARED)")
-    return path
+    """The real CREMA-D metadata shipped inside the package (``SentenceFilenames.csv``,
+    ``VideoDemographics.csv``, ``AudioWAV_sizes.tsv``)."""
+    return METADATA_DIR
 
 
 @cache

@@ -1,4 +1,6 @@
+import fnmatch
 import shutil
+import tomllib
 from pathlib import Path
 
 import pandas as pd
@@ -6,7 +8,17 @@ import pytest
 import soundfile
 
 from mmpipe.pipeline.datasets import DATASETS
-from mmpipe.pipeline.datasets.cremad import KNOWN_BROKEN, LABELS, Cremad, CremadConfig
+from mmpipe.pipeline.datasets.cremad import (
+    CLIP_NAME,
+    EMOTIONS,
+    KNOWN_BROKEN,
+    LABELS,
+    LEVELS,
+    METADATA_DIR,
+    SENTENCES,
+    Cremad,
+    CremadConfig,
+)
 from mmpipe.store.errors import UserError
 from mmpipe.store.manifest import Modality, read_manifest, write_manifest
 from tests.media import write_wav
@@ -36,6 +48,33 @@ def _manifest(root: Path, **changes):
 def test_registered_with_paper_modalities():
     assert DATASETS.get("cremad") is Cremad
     assert Cremad.modalities == (Modality("video", "video"), Modality("audio", "audio"))  # the paper's M1, M2
+
+
+def test_shipped_metadata_is_the_whole_real_dataset():
+    names = pd.read_csv(METADATA_DIR / "SentenceFilenames.csv")["Filename"].astype(str)
+    assert len(names) == 7442 and names.is_unique
+    for name in names:
+        match = CLIP_NAME.match(name)
+        assert match and match[2] in SENTENCES and match[3] in EMOTIONS and match[4] in LEVELS, name
+    assert (names.str.split("_").str[3] == "XX").sum() == 6077  # the module docstring's count
+    sizes = pd.read_csv(METADATA_DIR / "AudioWAV_sizes.tsv", sep="\t")
+    assert list(sizes.columns) == ["file", "bytes"]
+    assert set(sizes["file"]) == {f"{name}.wav" for name in names} and (sizes["bytes"] > 44).all()
+    demographics = pd.read_csv(METADATA_DIR / "VideoDemographics.csv")
+    assert list(demographics.columns) == ["ActorID", "Age", "Sex", "Race", "Ethnicity"]
+    assert len(demographics) == 91 and set(demographics["ActorID"].astype(str)) == set(names.str[:4])
+
+
+def test_shipped_metadata_is_package_data():
+    """A non-editable install carries every file of METADATA_DIR: pyproject's package-data covers it."""
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())
+    patterns = pyproject["tool"]["setuptools"]["package-data"]["mmpipe.pipeline.datasets"]
+    shipped = sorted(p.name for p in METADATA_DIR.iterdir() if p.is_file())
+    assert shipped == ["AudioWAV_sizes.tsv", "SentenceFilenames.csv", "VideoDemographics.csv"]
+    for name in shipped:
+        assert any(fnmatch.fnmatch(f"{METADATA_DIR.name}/{name}", pattern) for pattern in patterns), name
+    # modest: the three files are well under a megabyte together
+    assert sum((METADATA_DIR / name).stat().st_size for name in shipped) < 1_000_000
 
 
 def test_synthetic_tree_has_real_names_durations_and_demographics(tree):

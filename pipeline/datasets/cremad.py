@@ -54,6 +54,14 @@ where: no ``data_dir``, a missing or empty media folder, no demographics file (o
 columns, or an actor absent from it), a file name that is not a CREMA-D clip name, the two
 folders sharing no clip, or git-lfs pointer stubs instead of media (a zip download).
 
+Shipped metadata (:data:`METADATA_DIR`, package data ``cremad_metadata/``): verbatim copies of
+the dataset's ``VideoDemographics.csv`` (91 actors) and ``SentenceFilenames.csv`` (all 7,442 clip
+names), and ``AudioWAV_sizes.tsv`` (the byte size of every ``AudioWAV/*.wav``; 16 kHz mono 16-bit,
+so seconds = (bytes - 44) / 32000). The tests and benchmarks build their synthetic CREMA-D trees
+from them, so they need no download. A manifest still reads the demographics of ``data_dir`` (every
+checkout has the file, and a tree without it is mis-laid); the shipped copy is the reference to
+compare a checkout with.
+
 Splits: ``split="group"`` (default) is actor-disjoint with seeded assignment of actors
 (:func:`group_split`); ``split="stratified"`` is a seeded random split stratified by
 ``stratify_by`` (default emotion) in which actors span splits — the ``split_protocol`` says which.
@@ -77,6 +85,9 @@ from mmpipe.store.manifest import LabelSpec, Manifest, Modality
 AUDIO_DIR = "AudioWAV"
 VIDEO_DIR = "VideoFlash"
 DEMOGRAPHICS = "VideoDemographics.csv"
+METADATA_DIR = Path(__file__).with_name("cremad_metadata")
+"""The real CREMA-D metadata shipped with the package: ``VideoDemographics.csv``,
+``SentenceFilenames.csv`` and ``AudioWAV_sizes.tsv`` (see the module docstring)."""
 
 SENTENCES = {
     "IEO": "It's eleven o'clock", "TIE": "That is exactly what happened",
