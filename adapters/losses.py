@@ -77,15 +77,10 @@ def hsic(x: torch.Tensor, y: torch.Tensor, estimator: str = "biased") -> torch.T
 
 
 def independence_loss(z_s1: torch.Tensor, z_m1: torch.Tensor, z_s2: torch.Tensor, z_m2: torch.Tensor,
-                      estimator: str = "biased", standardize: bool = False) -> torch.Tensor:
+                      estimator: str = "biased") -> torch.Tensor:
     """Eq. 5: HSIC(z_s1, z_m1) + HSIC(z_s2, z_m2) + HSIC(z_m1, z_m2); the four kernels are computed
-    once, in one batched op, and each centred once. ``standardize`` scales every coordinate to unit
-    batch variance before the kernels, so a dependence carried by a low-variance coordinate weighs
-    as much as one carried by a high-variance coordinate (a linear probe sees both equally)."""
-    components = [z_s1, z_m1, z_s2, z_m2]
-    if standardize:
-        components = [(z - z.mean(0)) / z.std(0).clamp_min(1e-6) for z in components]
-    k_s1, k_m1, k_s2, k_m2 = rbf_kernels(components)
+    once, in one batched op, and each centred once."""
+    k_s1, k_m1, k_s2, k_m2 = rbf_kernels([z_s1, z_m1, z_s2, z_m2])
     if estimator == "unbiased":
         return hsic_unbiased(k_s1, k_m1) + hsic_unbiased(k_s2, k_m2) + hsic_unbiased(k_m1, k_m2)
     centered = center(torch.stack([k_s1, k_s2, k_m1]))  # (3, n, n)

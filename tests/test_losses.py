@@ -95,19 +95,6 @@ def test_normalized_orthogonality_ignores_scale():
     assert float(orthogonality_loss([(shared, q[3:])], normalized=True)) == pytest.approx(0.0, abs=1e-6)
 
 
-def test_standardized_hsic_sees_a_dependence_in_a_low_variance_coordinate():
-    x = torch.randn(300, 1, generator=_gen())
-    loud = 30 * torch.randn(300, 3, generator=_gen(1))  # independent of x, large variance
-    quiet = 0.01 * (x + 0.1 * torch.randn(300, 1, generator=_gen(2)))  # depends on x, tiny variance
-    z_s = torch.cat([loud, quiet], dim=1)
-    noise = [torch.randn(300, 2, generator=_gen(3)), torch.randn(300, 2, generator=_gen(4))]
-    plain = float(independence_loss(z_s, x, *noise))
-    scaled = float(independence_loss(z_s, x, *noise, standardize=True))
-    assert scaled > 5 * plain
-    rescaled = z_s * torch.tensor([0.1, 7.0, 1.0, 1e3])  # per-coordinate scales do not change it
-    assert float(independence_loss(rescaled, x, *noise, standardize=True)) == pytest.approx(scaled, rel=1e-4)
-
-
 @pytest.mark.parametrize("similarity", ["cosine", "dot"])
 def test_info_nce_lower_for_matched_than_shuffled_pairs(similarity):
     anchors = torch.randn(128, 8, generator=_gen())

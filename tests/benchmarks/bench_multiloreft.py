@@ -17,8 +17,10 @@ select:    chooses ``projection_weight_decay`` for one dataset without touching 
            each value of the grid, probes the components with the evaluator's own code on the
            validation split only (C chosen on its first half, scored on its second half) and prints
            the Δ of each label of paper Table 1 (Sim I y_s, y_m1, y_m2; Sim II z1, z3). The value with
-           the largest mean Δ wins; this is how `reproduce`'s per-dataset decay was chosen
-           (evaluate/reproduce.py, DATASET_SETTINGS), with --grid 0.001,0.01,0.03,0.1,0.3,1.
+           the largest mean Δ wins; this is how the per-dataset decay of `mmpipe fit` and `reproduce`
+           was chosen (pipeline/defaults.py), with --grid 0.001,0.01,0.03,0.1,0.3,1.
+
+What these parts measured, and the options tried and not kept: multiloreft_notes.md beside this file.
 """
 
 from __future__ import annotations
@@ -35,24 +37,26 @@ import torch
 from rich.console import Console
 from torch.utils.data import DataLoader, TensorDataset
 
-from mmpipe.adapters.data import load_paired
-from mmpipe.adapters.fit import fit_runs
-from mmpipe.adapters.gradnorm import GradNorm
-from mmpipe.adapters.multiloreft import LOSS_NAMES, MultiLoReFT, MultiLoReFTConfig, Trainer
+from mmpipe.adapters.components import SHARED, specific
+from mmpipe.adapters.data import load_features
+from mmpipe.adapters.multiloreft import Algorithm1, MultiLoReFT, MultiLoReFTConfig
 from mmpipe.adapters.training import minibatches
 from mmpipe.evaluate import terminal
 from mmpipe.evaluate.delta import delta
 from mmpipe.evaluate.probes import ProbeConfig, label_data, probe_components, probe_runs
+from mmpipe.evaluate.reference import paper_values
 from mmpipe.evaluate.report import ReportFilters, build_report, load_report_data
-from mmpipe.evaluate.reproduce import DATASET_SETTINGS, OWNER
 from mmpipe.evaluate.results import save_probes
 from mmpipe.pipeline.datasets.sim1 import Sim1Config
 from mmpipe.pipeline.datasets.sim2 import Sim2Config
+from mmpipe.pipeline.defaults import data_defaults
+from mmpipe.pipeline.fit import fit_runs
 from mmpipe.pipeline.simulate import simulate
 from mmpipe.store.root import Store
 from mmpipe.store.runs import RunEntry
 
 CONFIGS = {"sim1": Sim1Config(), "sim2": Sim2Config()}
+SIM = {"m1": None, "m2": None}  # the simulations' two modalities, their only feature
 
 
 def _store(root: Path, datasets: list[str]) -> Store:
@@ -64,26 +68,28 @@ def _store(root: Path, datasets: list[str]) -> Store:
 
 def bench_loop(store: Store, epochs: int) -> None:
     config = MultiLoReFTConfig(device="cpu")
-    data = load_paired(store, "sim1", "m1", "m2")
+    data = load_features(store, "sim1", SIM)
     torch.set_num_threads(1)  # as during a real fit
     timings = {}
     for feeder in ("index permutation", "DataLoader(TensorDataset)"):
-        trainer = Trainer(MultiLoReFT, data, config, seed=0, progress=None)
-        names = LOSS_NAMES
-        h1, h2 = trainer.train
-        optimizer = trainer.make_optimizer("joint")
-        gradnorm = GradNorm(len(names), config.gradnorm_alpha, config.gradnorm_lr)
-        weights = torch.ones(len(names))
+        algorithm = Algorithm1(MultiLoReFT, data, config, seed=0, progress=None)
+        model, trainer = algorithm.model, algorithm.trainer
+        stage = algorithm.stage("joint")  # all losses, GradNorm
+        optimizer = stage.optimizer()
+        h1, h2 = algorithm.train
         loader = DataLoader(TensorDataset(h1, h2), batch_size=config.minibatch_size, shuffle=True, drop_last=True,
                             generator=torch.Generator().manual_seed(0))
         started = time.perf_counter()
         for _ in range(epochs):
             if feeder == "DataLoader(TensorDataset)":
-                batches = iter(loader)
+                model.train()
+                for b1, b2 in loader:  # the staged trainer's step, fed rows instead of indices
+                    losses = model.losses(model(b1, b2), b1, b2, stage.losses)
+                    optimizer.zero_grad(set_to_none=True)
+                    stage.backward(losses)
+                    optimizer.step()
             else:
-                batches = ((h1[i], h2[i]) for i in minibatches(len(h1), config.minibatch_size, trainer.generator,
-                                                                trainer.device))
-            trainer.train_epoch("joint", names, batches, optimizer, gradnorm, weights)
+                trainer.train_epoch(stage, optimizer)
         timings[feeder] = epochs / (time.perf_counter() - started)
         print(f"{feeder:>28}: {timings[feeder]:.2f} epochs/s (joint stage, all losses, GradNorm)")
     ratio = timings["index permutation"] / timings["DataLoader(TensorDataset)"]
@@ -97,7 +103,7 @@ def bench_loop(store: Store, epochs: int) -> None:
                 rows = sum(len(b1) + len(b2) for b1, b2 in loader)
             else:
                 rows = sum(len(h1[i]) + len(h2[i]) for i in minibatches(len(h1), config.minibatch_size,
-                                                                         trainer.generator, trainer.device))
+                                                                         algorithm.generator, algorithm.device))
         feed[feeder] = epochs / (time.perf_counter() - started)
         assert rows == 2 * (len(h1) - len(h1) % config.minibatch_size)  # both fed the same rows
         print(f"{feeder:>28}: {feed[feeder]:.0f} epochs/s of batches alone (no training step)")
@@ -110,16 +116,16 @@ def bench_loop(store: Store, epochs: int) -> None:
 
 
 def bench_fit(store: Store, seeds: list[int]) -> None:
-    config = MultiLoReFTConfig(device="cpu", **dict(DATASET_SETTINGS.get(("multiloreft", "sim1"), ())))
+    config = MultiLoReFTConfig(device="cpu", **data_defaults("multiloreft", "sim1"))
     for seed in seeds:
         started = time.perf_counter()
-        [outcome] = fit_runs(store, "multiloreft", "sim1", "m1", "m2", config, [seed])
+        [outcome] = fit_runs(store, "multiloreft", "sim1", SIM, config, [seed])
         wall = time.perf_counter() - started
         record = outcome.run.record
         stages = ", ".join(f"{h['stage']} {h['end_epoch'] - h['start_epoch']} ({h['reason']})"
-                           for h in record["stage_history"])
-        ranks = {k: v["final"] for k, v in record["ranks"].items()}
-        print(f"seed {seed}: {wall:.1f} s wall, {record['epochs']} epochs [{stages}], ranks {ranks} "
+                           for h in record.history["stage_history"])
+        ranks = {k: v["final"] for k, v in record.ranks.items()}
+        print(f"seed {seed}: {wall:.1f} s wall, {record.epochs} epochs [{stages}], ranks {ranks} "
               f"(target <= 60 s: {'met' if wall <= 60 else 'MISSED'})")
 
 
@@ -127,12 +133,13 @@ def bench_behaviour(store: Store, seeds: list[int], datasets: list[str], jobs: i
     started = time.perf_counter()
     runs = []
     for name in datasets:
-        # the per-dataset projection decay `mmpipe reproduce` uses (chosen by `select`)
-        config = MultiLoReFTConfig(device="cpu", **dict(DATASET_SETTINGS.get(("multiloreft", name), ())))
-        for outcome in fit_runs(store, "multiloreft", name, "m1", "m2", config, seeds, jobs=jobs):
+        # the per-dataset projection decay `mmpipe fit` and `reproduce` use (chosen by `select`)
+        config = MultiLoReFTConfig(device="cpu", **data_defaults("multiloreft", name))
+        for outcome in fit_runs(store, "multiloreft", name, SIM, config, seeds, jobs=jobs):
             runs.append(outcome.run)
-            print(f"{name} seed {outcome.run.record['seed']}: {outcome.run.record['seconds']:.1f} s, "
-                  f"ranks { {k: v['final'] for k, v in outcome.run.record['ranks'].items()} }", flush=True)
+            record = outcome.run.record
+            print(f"{name} seed {record.seed}: {record.seconds:.1f} s, "
+                  f"ranks { {k: v['final'] for k, v in record.ranks.items()} }", flush=True)
     print(f"fits: {time.perf_counter() - started:.0f} s")
     probe_runs(store, runs, on_done=lambda run, outcome: save_probes(store, run, outcome))
     console = Console(width=160)
@@ -141,38 +148,48 @@ def bench_behaviour(store: Store, seeds: list[int], datasets: list[str], jobs: i
         console.print(group)
 
 
-def validation_deltas(store: Store, run: RunEntry, labels: dict[str, str]) -> dict[str, float]:
-    """Δ per owned label, probed inside the validation split: its rows are split in two by
-    position, the first half selects C / alpha and the second half is scored; test is unused."""
-    manifest = store.manifest(run.record["dataset"], run.record.get("manifest_version"))
+def table1_labels(dataset: str) -> list[str]:
+    """The labels of paper Table 1 on ``dataset`` (Sim I y_s, y_m1, y_m2; Sim II z1, z3)."""
+    return sorted({v.label for v in paper_values("table1") if v.dataset == dataset})
+
+
+def validation_deltas(store: Store, run: RunEntry, labels: list[str]) -> dict[str, float]:
+    """Δ per label (owners from the manifest), probed inside the validation split: its rows are
+    split in two by position, the first half selects C / alpha and the second half is scored;
+    test is unused."""
+    record = run.record
+    manifest = store.manifest(record.dataset, record.manifest_version)
+    owners = {label: manifest.label(label).owner for label in labels}
     split = manifest.table["split"].to_numpy().copy()
     held_out = split == "test"
     val_rows = np.flatnonzero(split == "val")
     split[val_rows[len(val_rows) // 2:]] = "test"
     split[held_out] = "val"  # masked out below: the real test rows take no part
     inner = dataclasses.replace(manifest, table=manifest.table.assign(split=split))
-    arrays = {k: v.numpy() for k, v in run.components(["z_s", "z_m1", "z_m2"]).items()}
+    names = [SHARED, *(specific(m) for m in record.modalities)]
+    arrays = {k: v.numpy() for k, v in run.components(names).items()}
     valid = run.valid() & ~held_out
-    outcome = probe_components(arrays, valid, inner, label_data(inner, list(labels)), ProbeConfig(), run.run_id)
+    outcome = probe_components(arrays, valid, inner, label_data(inner, labels), ProbeConfig(), run.run_id)
     scores: dict[tuple[str, str], dict[str, float]] = {}
     for row in outcome.rows:
         if row.metric in ("accuracy", "mse"):
             scores.setdefault((row.label, row.metric), {})[row.component] = row.value
-    return {label: delta(labels[label], metric, by_component) for (label, metric), by_component in scores.items()}
+    return {label: delta(owners[label], metric, by_component, record.modalities)
+            for (label, metric), by_component in scores.items()}
 
 
 def bench_select(store: Store, seeds: list[int], datasets: list[str], grid: list[float], jobs: int) -> None:
     for name in datasets:
-        labels = {label: owner for (dataset, label), owner in OWNER.items() if dataset == name and owner != "joint"}
+        labels = table1_labels(name)
         means = {}
         for decay in grid:
             config = MultiLoReFTConfig(device="cpu", projection_weight_decay=decay)
-            for outcome in fit_runs(store, "multiloreft", name, "m1", "m2", config, seeds, jobs=jobs):
+            for outcome in fit_runs(store, "multiloreft", name, SIM, config, seeds, jobs=jobs):
                 record = outcome.run.record
                 deltas = validation_deltas(store, outcome.run, labels)
-                ranks = "/".join(str(record["ranks"][k]["final"]) for k in ("z_s", "z_m1", "z_m2"))
+                ranks = "/".join(str(record.ranks[c]["final"]) for c in (SHARED, *map(specific, record.modalities)))
                 means.setdefault(decay, []).append(np.mean(list(deltas.values())))
-                print(f"{name} decay {decay:g} seed {record['seed']}: ranks {ranks}, val Δ "
+                print(f"{name} decay {decay:g} seed {record.seed}: ranks {ranks}, val Δ "
                       + " ".join(f"{k} {v:.3f}" for k, v in deltas.items()), flush=True)
         best = max(means, key=lambda d: np.mean(means[d]))
         print(f"{name}: mean val Δ " + ", ".join(f"{d:g}: {np.mean(v):.3f}" for d, v in means.items())
