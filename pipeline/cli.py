@@ -19,17 +19,17 @@ from rich.console import Console
 from rich.table import Table
 
 from mmpipe.adapters import METHODS
+from mmpipe.adapters.data import resolve_version
 from mmpipe.evaluate import latex, markdown, terminal
 from mmpipe.evaluate.paper_comparison import paper_comparison_table
 from mmpipe.evaluate.report import TABLE_KINDS, ReportFilters, build_report, load_report_data
 from mmpipe.pipeline.datasets import DATASETS, Simulation
+from mmpipe.pipeline.defaults import default_config
 from mmpipe.pipeline.encoders import ENCODERS
 from mmpipe.pipeline.extract import ExtractOptions
 from mmpipe.pipeline.extract import extract as run_extraction
 from mmpipe.pipeline.fit import FitOutcome, fit_runs
 from mmpipe.pipeline.simulate import simulate as run_simulation
-from mmpipe.adapters.data import resolve_version
-from mmpipe.pipeline.defaults import default_config
 from mmpipe.store.config import apply_overrides, load_config_file
 from mmpipe.store.errors import UserError
 from mmpipe.store.results import query as run_query
@@ -517,7 +517,7 @@ def extract(
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
     dtype: Annotated[str, typer.Option("--dtype", help="Stored dtype: float16 or float32.")] = "float16",
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Dataset config or encoder option, key=value "
-                                                        "(repeatable; modality=m1|m2 picks the modality).")] = None,
+                                                        "(repeatable; modality=NAME picks the modality).")] = None,
     allow_failures: Annotated[bool, typer.Option("--allow-failures", help="Exit 0 even if some media failed.")] = False,
     chunk_rows: Annotated[int | None, typer.Option("--chunk-rows", hidden=True,
                                                    help="Rows per stored chunk (resume granularity).")] = None,

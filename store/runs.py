@@ -180,7 +180,8 @@ def publish_run(runs_dir: Path, method: str, config: Any, record: RunRecord,
         _write_json(tmp / "key.json", key)
         published = dataclasses.replace(record, method=method, fingerprint=fingerprint,
                                         run_id=run_id_of(method, fingerprint), components=list(components))
-        _write_json(tmp / "run.json", published.to_json())
+        # insertion order kept: the order of ``inputs`` and ``dims`` is the order the method saw
+        (tmp / "run.json").write_text(json.dumps(published.to_json(), indent=1))
         os.rename(tmp, final)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -23,13 +23,13 @@ def test_simulate_then_rerun_is_a_no_op(tmp_path):
     root = tmp_path / "s"
     first = _run("simulate", "sim1", "--n", "400", "--seed", "2", store=root)
     assert first.exit_code == 0, first.output
-    assert "sim1.m1: 400 × 10 float32" in first.output and "written" in first.output
+    assert "sim1.m1.simulated: 400 × 10 float32" in first.output and "written" in first.output
     before = _snapshot(root)
     again = _run("simulate", "sim1", "--n", "400", "--seed", "2", store=root)
     assert again.exit_code == 0 and "already stored, nothing to do" in again.output
     assert _snapshot(root) == before
     store = Store.open(root)
-    assert store.feature_names() == ["sim1.m1", "sim1.m2"]
+    assert store.feature_names() == ["sim1.m1.simulated", "sim1.m2.simulated"]
     assert store.manifest("sim1").table.shape[0] == 400
 
 
