@@ -1,0 +1,107 @@
+"""The `mmpipe` application object and what every command group shares: the consoles, the store
+option, the one-line handling of user errors, and small option parsers.
+
+User errors (`mmpipe.store.errors.UserError`: unknown names, missing paths, a directory that is
+not a store) print one line on stderr and exit 2 without a traceback; nothing stored is touched.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from mmpipe.evaluate import latex, markdown, terminal
+from mmpipe.store.errors import UserError
+from mmpipe.store.root import Store
+
+app = typer.Typer(
+    name="mmpipe",
+    help="Multimodal representation learning on frozen encoders: cache embeddings once, fit small adapters, "
+    "probe every component, report as SQL rows and tables.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+out = Console()
+err = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+@dataclass
+class State:
+    store_path: Path | None
+
+
+def user_errors(command: F) -> F:
+    """Turn a UserError into one line on stderr and exit code 2."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except UserError as error:
+            typer.echo(f"mmpipe: error: {error}", err=True)
+            raise typer.Exit(2) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def store_of(ctx: typer.Context, *, create: bool = False) -> Store:
+    return Store.open(ctx.obj.store_path, create=create)
+
+
+@app.callback()
+def main_options(
+    ctx: typer.Context,
+    store: Annotated[Path | None, typer.Option("--store", envvar="MMPIPE_STORE",
+                                                help="Store directory (default ./mmpipe-store).")] = None,
+) -> None:
+    ctx.obj = State(store_path=store)
+
+
+REPORT_FORMATS = ("latex", "markdown", "terminal")
+
+
+def emit_tables(tables: list, fmt: str, out_file: Path | None, what: str, file_width: int) -> None:
+    """Render tables as ``fmt`` to stdout, or to ``out_file`` (then say so on stderr)."""
+    if fmt == "terminal":
+        if out_file is None:
+            for group in terminal.render_document(tables):
+                out.print(group)
+            return
+        with out_file.open("w") as handle:
+            console = Console(file=handle, width=file_width, no_color=True)
+            for group in terminal.render_document(tables):
+                console.print(group)
+    else:
+        text = (latex if fmt == "latex" else markdown).render_document(tables)
+        if out_file is None:
+            typer.echo(text, nl=False)
+            return
+        out_file.parent.mkdir(parents=True, exist_ok=True)
+        out_file.write_text(text)
+    err.print(f"{what} written to {out_file}", markup=False, highlight=False)
+
+
+def parse_seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise UserError(f"--seeds must be comma-separated integers, not {text!r}") from None
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise UserError(f"--seeds must list distinct integers, not {text!r}")
+    return seeds
+
+
+def check_jobs(jobs: int) -> None:
+    if jobs < 1:
+        raise UserError(f"--jobs must be at least 1, not {jobs}")
+
+

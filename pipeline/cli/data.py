@@ -1,0 +1,225 @@
+"""`mmpipe simulate`, `list`, `info` and `extract`: what goes into the store and what it holds."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from mmpipe.adapters import METHODS
+from mmpipe.pipeline.cli.app import (
+    app,
+    err,
+    out,
+    store_of,
+    user_errors,
+)
+from mmpipe.pipeline.datasets import DATASETS, Simulation
+from mmpipe.pipeline.encoders import ENCODERS
+from mmpipe.pipeline.extract import ExtractOptions
+from mmpipe.pipeline.extract import extract as run_extraction
+from mmpipe.pipeline.simulate import simulate as run_simulation
+from mmpipe.store.config import apply_overrides
+from mmpipe.store.errors import UserError
+
+
+@app.command()
+@user_errors
+def simulate(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Argument(help="Simulation to generate: sim1 or sim2.")],
+    n: Annotated[int | None, typer.Option(help="Number of samples [default: 10000].")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed for latents, projections and splits [default: 0].")] = None,
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="Any config field, key=value (repeatable).")] = None,
+    dtype: Annotated[str, typer.Option(help="Stored dtype: float32 or float16.")] = "float32",
+) -> None:
+    """Generate Simulation I or II (paper Appendix A.1) into the store. Same config again = no work."""
+    dataset_cls = DATASETS.get(dataset)
+    if not issubclass(dataset_cls, Simulation):
+        simulations = ", ".join(n for n in DATASETS.names() if issubclass(DATASETS.get(n), Simulation))
+        raise UserError(f"{dataset} is not a simulation; simulations: {simulations}")
+    if dtype not in ("float32", "float16"):
+        raise UserError(f"--dtype must be float32 or float16, not {dtype!r}")
+    config = apply_overrides(dataset_cls.Config(), list(overrides or []))
+    config = apply_overrides(config, {k: v for k, v in {"n": n, "seed": seed}.items() if v is not None})
+    store = store_of(ctx, create=True)
+    with err.status(f"simulating {dataset} (n={config.n}, seed={config.seed})"):
+        result = run_simulation(store, dataset, config, dtype=dtype)
+    for entry in result.entries.values():
+        state = "written" if entry.name in result.created else "already stored, nothing to do"
+        err.print(f"{entry.name}: {entry.shape[0]} × {entry.shape[1]} {entry.meta['dtype']} "
+                  f"[{entry.fingerprint[:12]}] {state}", markup=False, highlight=False)
+    out.print(f"{dataset} manifest {result.manifest_version} in {store.root}", markup=False, highlight=False)
+
+
+REGISTRIES = {"datasets": DATASETS, "encoders": ENCODERS, "methods": METHODS}
+
+
+@app.command("list")
+@user_errors
+def list_(
+    what: Annotated[str | None, typer.Argument(help="datasets, encoders or methods [default: all three].")] = None,
+) -> None:
+    """List the registered datasets, encoders and adapter methods."""
+    if what is not None and what not in REGISTRIES:
+        raise UserError(f"cannot list {what!r}; valid: {', '.join(REGISTRIES)}")
+    for kind in [what] if what else list(REGISTRIES):
+        registry = REGISTRIES[kind]
+        table = Table(title=kind, title_justify="left", show_header=False, box=None)
+        for name in registry.names():
+            item = registry.get(name)
+            table.add_row(name, getattr(item, "description", ""))
+        if not len(registry):
+            table.add_row("(none registered yet)")
+        out.print(table)
+
+
+def _size(n_bytes: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n_bytes < 1024 or unit == "GiB":
+            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1024
+    raise AssertionError
+
+
+@app.command()
+@user_errors
+def info(
+    ctx: typer.Context,
+    dataset: Annotated[str | None, typer.Argument(help="Only this dataset's manifests and features.")] = None,
+) -> None:
+    """What the store holds: manifests, feature entries, shapes, dtypes, fingerprints, sizes."""
+    store = store_of(ctx)
+    datasets = store.datasets()
+    if dataset is not None and dataset not in datasets:
+        raise UserError(f"the store holds nothing for {dataset!r}; datasets in store: {', '.join(datasets) or 'none'}")
+    manifests = Table(title=f"manifests in {store.root}", title_justify="left")
+    for column in ("dataset", "version", "rows", "train/val/test", "labels", "split protocol"):
+        manifests.add_column(column)
+    for name in [dataset] if dataset else datasets:
+        for version in store.manifest_versions(name):
+            manifest = store.manifest(name, version)
+            counts = manifest.table["split"].value_counts()
+            splits = "/".join(str(counts.get(s, 0)) for s in ("train", "val", "test"))
+            labels = " ".join(f"{s.name}:{s.owner}" for s in manifest.labels)
+            manifests.add_row(name, version, str(len(manifest)), splits, labels, manifest.split_protocol)
+    out.print(manifests)
+    features = Table(title="feature entries", title_justify="left")
+    for column in ("name", "fingerprint", "shape", "dtype", "missing", "on disk", "created"):
+        features.add_column(column)
+    for entry in store.feature_entries():
+        if dataset is not None and entry.meta.get("dataset") != dataset:
+            continue
+        features.add_row(entry.name, entry.fingerprint[:12], " × ".join(map(str, entry.shape)), entry.meta["dtype"],
+                         str(entry.meta.get("n_missing", 0)), _size(entry.disk_bytes()), entry.meta.get("created_at", ""))
+    out.print(features)
+    runs = [r for r in store.runs() if dataset is None or r.record.dataset == dataset]
+    if runs:
+        table = Table(title="adapter runs", title_justify="left")
+        table.add_column("run", no_wrap=True, min_width=24)
+        for column in ("dataset", "inputs", "seed", "ablation", "ranks", "seconds"):
+            table.add_column(column)
+        for run in runs:
+            record = run.record
+            ranks = " ".join(f"{k}:{v['final']}" for k, v in (record.ranks or {}).items())
+            table.add_row(run.run_id, record.dataset, " + ".join(record.inputs.values()), str(record.seed),
+                          record.ablation or "", ranks, f"{record.seconds:.1f}")
+        out.print(table)
+
+def _split_overrides(dataset_config: Any, encoder_options: Any, overrides: list[str]) -> tuple[list, list, list]:
+    """Route each --set key=value to the dataset config, the encoder options or the engine
+    (``modality``); ``dataset.key`` / ``encoder.key`` disambiguate a key both have."""
+
+    dataset_keys = {f.name for f in dataclasses.fields(dataset_config)}
+    encoder_keys = {f.name for f in dataclasses.fields(encoder_options)}
+    to_dataset, to_encoder, to_engine = [], [], []
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UserError(f"override {item!r} is not of the form key=value")
+        key = key.strip()
+        scope, dot, bare = key.partition(".")
+        if dot and scope in ("dataset", "encoder"):
+            (to_dataset if scope == "dataset" else to_encoder).append(f"{bare}={value}")
+        elif key == "modality":
+            to_engine.append(value.strip())
+        elif key in dataset_keys and key in encoder_keys:
+            raise UserError(f"--set {key} is ambiguous; write dataset.{key}=... or encoder.{key}=...")
+        elif key in encoder_keys:
+            to_encoder.append(item)
+        elif key in dataset_keys:
+            to_dataset.append(item)
+        else:
+            valid = sorted(dataset_keys | encoder_keys | {"modality"})
+            raise UserError(f"unknown --set key {key!r}; valid: {', '.join(valid)}")
+    return to_dataset, to_encoder, to_engine
+
+
+@app.command()
+@user_errors
+def extract(
+    ctx: typer.Context,
+    dataset: Annotated[str, typer.Argument(help="Dataset to read (see `mmpipe list datasets`).")],
+    encoder: Annotated[str, typer.Option("--encoder", help="Encoder to run (see `mmpipe list encoders`).")],
+    data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where the dataset's files are.")] = None,
+    weights: Annotated[Path | None, typer.Option("--weights", help="Local checkpoint directory or file "
+                                                 "[default: the hub id / torchvision weights].")] = None,
+    layers: Annotated[str | None, typer.Option("--layers", help="Hidden layers to store as extra arrays, e.g. 4,8.")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per forward pass.")] = 16,
+    workers: Annotated[int, typer.Option("--workers", help="Decoding worker processes (0: decode in-process).")] = 2,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
+    dtype: Annotated[str, typer.Option("--dtype", help="Stored dtype: float16 or float32.")] = "float16",
+    overrides: Annotated[list[str] | None, typer.Option("--set", help="Dataset config or encoder option, key=value "
+                                                        "(repeatable; modality=NAME picks the modality).")] = None,
+    allow_failures: Annotated[bool, typer.Option("--allow-failures", help="Exit 0 even if some media failed.")] = False,
+    chunk_rows: Annotated[int | None, typer.Option("--chunk-rows", hidden=True,
+                                                   help="Rows per stored chunk (resume granularity).")] = None,
+) -> None:
+    """Run a frozen encoder over a dataset into the store: batched, resumable, failures recorded."""
+    dataset_cls = DATASETS.get(dataset)
+    encoder_cls = ENCODERS.get(encoder)
+    if issubclass(dataset_cls, Simulation):
+        raise UserError(f"{dataset} is a simulation with no media; use `mmpipe simulate {dataset}`")
+    config, options = dataset_cls.Config(), encoder_cls.Options()
+    to_dataset, to_encoder, to_engine = _split_overrides(config, options, list(overrides or []))
+    config, options = apply_overrides(config, to_dataset), apply_overrides(options, to_encoder)
+    if data_dir is not None:
+        if not hasattr(config, "data_dir"):
+            raise UserError(f"dataset {dataset} takes no --data-dir")
+        config = apply_overrides(config, {"data_dir": str(data_dir)})
+    try:
+        chosen_layers = tuple(int(k) for k in layers.split(",") if k.strip()) if layers else ()
+    except ValueError:
+        raise UserError(f"--layers must be comma-separated integers, not {layers!r}") from None
+    engine = ExtractOptions(dtype=dtype, layers=chosen_layers, batch_size=batch_size, num_workers=workers,
+                            device=device, chunk_rows=chunk_rows, modality=to_engine[-1] if to_engine else None)
+    store = store_of(ctx, create=True)
+    result = run_extraction(store, dataset, config, encoder_cls(options), weights=weights, options=engine, console=err)
+    entry = result.entry
+    shape = " × ".join(map(str, entry.shape))
+    if not result.created:
+        err.print(f"{entry.name} [{entry.fingerprint[:12]}] {shape} already stored, nothing to do",
+                  markup=False, highlight=False)
+    else:
+        timings = entry.meta["timings"]
+        resumed = f", resumed {result.chunks_resumed} finished chunk(s)" if result.chunks_resumed else ""
+        err.print(f"{entry.name} [{entry.fingerprint[:12]}] {shape} {entry.meta['dtype']} written: "
+                  f"{timings['rows']} clips in {timings['wall_s']:.1f} s ({timings['clips_per_s']:.1f} clips/s; "
+                  f"decode {timings['decode_s']:.1f} s in workers, forward {timings['forward_s']:.1f} s, "
+                  f"write {timings['write_s']:.1f} s){resumed}", markup=False, highlight=False)
+    if result.failures:
+        err.print(f"{len(result.failures)} of {entry.shape[0]} clips failed and are masked (valid=False):",
+                  markup=False, highlight=False)
+        for failure in result.failures[:20]:
+            err.print(f"  {failure['sample_id']}: {failure['error']}", markup=False, highlight=False)
+        if len(result.failures) > 20:
+            err.print(f"  ... and {len(result.failures) - 20} more (all listed in {entry.path / 'meta.json'})",
+                      markup=False, highlight=False)
+        if not allow_failures:
+            raise typer.Exit(1)
+    out.print(f"{entry.name} {entry.fingerprint} in {store.root}", markup=False, highlight=False)
+
+

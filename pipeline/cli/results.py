@@ -1,0 +1,135 @@
+"""`mmpipe probe`, `query`, `report` and `plot`: the evaluator's commands over the results DB."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from mmpipe.evaluate.report import TABLE_KINDS, ReportFilters, build_report, load_report_data
+from mmpipe.pipeline.cli.app import (
+    REPORT_FORMATS,
+    app,
+    emit_tables,
+    err,
+    out,
+    store_of,
+    user_errors,
+)
+from mmpipe.store.errors import UserError
+from mmpipe.store.results import query as run_query
+
+
+@app.command()
+@user_errors
+def probe(
+    ctx: typer.Context,
+    runs: Annotated[list[str] | None, typer.Argument(help="Run ids (or unique prefixes) to probe.")] = None,
+    all_runs: Annotated[bool, typer.Option("--all", help="Probe every run in the store.")] = False,
+    label: Annotated[list[str] | None, typer.Option(help="Only these labels (repeatable).")] = None,
+    component: Annotated[list[str] | None, typer.Option(help="Only these components (repeatable).")] = None,
+    k_shot: Annotated[list[int] | None, typer.Option("--k-shot", help="Also k-shot probes, k per class (repeatable).")] = None,
+) -> None:
+    """Probe every component × label of runs (fit on train, select on val, score on test) into the results DB.
+
+    Re-probing a run replaces its rows."""
+    from mmpipe.evaluate.probes import ProbeConfig, probe_run  # scikit-learn: imported only when probing
+    from mmpipe.evaluate.results import save_probes
+
+    store = store_of(ctx)
+    if all_runs == bool(runs):
+        raise UserError("give run ids or --all (not both)")
+    entries = store.runs() if all_runs else [store.run(r) for r in runs or []]
+    if not entries:
+        raise UserError("the store holds no runs; fit one with `mmpipe fit`")
+    config = ProbeConfig(k_shot=tuple(k_shot or ()))
+    total = 0
+    for index, run in enumerate(entries, 1):
+        with err.status(f"[{index}/{len(entries)}] probing {run.run_id}"):
+            outcome = probe_run(store, run, config, labels=label, components=component)
+            total += save_probes(store, run, outcome)
+        for line in outcome.skipped:
+            err.print(f"{run.run_id}: {line}", markup=False, highlight=False)
+        err.print(f"[{index}/{len(entries)}] {run.run_id}: {len(outcome.rows)} scores", markup=False, highlight=False)
+    out.print(f"{total} probe rows for {len(entries)} run(s) in {store.results_db}", markup=False, highlight=False)
+
+
+QUERY_FORMATS = ("table", "csv", "json")
+
+
+@app.command()
+@user_errors
+def query(
+    ctx: typer.Context,
+    sql: Annotated[str, typer.Argument(help="Read-only SQL over runs, probes, labels, probe_summary, delta_summary.")],
+    fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
+) -> None:
+    """Run read-only SQL on the results DB (write statements are refused)."""
+    import csv
+    import json
+    import sys
+
+    if fmt not in QUERY_FORMATS:
+        raise UserError(f"unknown --format {fmt!r}; valid: {', '.join(QUERY_FORMATS)}")
+    result = run_query(store_of(ctx).results_db, sql)
+    if fmt == "csv":
+        writer = csv.writer(sys.stdout)
+        writer.writerow(result.columns)
+        writer.writerows(result.rows)
+    elif fmt == "json":
+        typer.echo(json.dumps([dict(zip(result.columns, row, strict=True)) for row in result.rows], default=str, indent=1))
+    else:
+        table = Table(*result.columns)
+        for row in result.rows:
+            table.add_row(*["" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+        out.print(table)
+
+
+@app.command()
+@user_errors
+def report(
+    ctx: typer.Context,
+    fmt: Annotated[str, typer.Option("--format", help="latex, markdown or terminal.")] = "terminal",
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write to this file instead of stdout.")] = None,
+    dataset: Annotated[list[str] | None, typer.Option(help="Only these datasets (repeatable).")] = None,
+    method: Annotated[list[str] | None, typer.Option(help="Only these methods (repeatable).")] = None,
+    label: Annotated[list[str] | None, typer.Option(help="Only these labels (repeatable).")] = None,
+    table: Annotated[list[str] | None, typer.Option(help=f"Only these tables: {', '.join(TABLE_KINDS)}.")] = None,
+    data_version: Annotated[list[str] | None, typer.Option(
+        help="Only runs on these manifest versions (prefixes), when a dataset has several.")] = None,
+) -> None:
+    """Paper-style tables (decoupling, fusion, learned ranks, ablations) from the results DB."""
+    if fmt not in REPORT_FORMATS:
+        raise UserError(f"unknown --format {fmt!r}; valid: {', '.join(REPORT_FORMATS)}")
+    filters = ReportFilters(tuple(dataset or ()), tuple(method or ()), tuple(label or ()), tuple(data_version or ()))
+    tables = build_report(load_report_data(store_of(ctx).results_db, filters), table or TABLE_KINDS)
+    if fmt == "terminal" and out_file is None and not tables:
+        out.print("No results match the filters.")
+        return
+    emit_tables(tables, fmt, out_file, f"{len(tables)} table(s)", file_width=200)
+
+
+@app.command()
+@user_errors
+def plot(
+    ctx: typer.Context,
+    run: Annotated[str, typer.Argument(help="Run id (or unique prefix).")],
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the figures.")] = Path("plots"),
+    fmt: Annotated[str, typer.Option("--format", help="png or pdf.")] = "png",
+    label: Annotated[list[str] | None, typer.Option(help="Only these labels (repeatable).")] = None,
+    component: Annotated[list[str] | None, typer.Option(help="Only these components (repeatable).")] = None,
+) -> None:
+    """PCA scatter of each component coloured by each label, and the rank trajectory of the run."""
+    from mmpipe.evaluate.plots import plot_run  # matplotlib: imported only when plotting
+
+    store = store_of(ctx)
+    entry = store.run(run)
+    manifest = store.manifest(entry.record.dataset, entry.record.manifest_version)
+    with err.status(f"plotting {entry.run_id}"):
+        paths = plot_run(entry, manifest, out_dir, fmt, components=component, labels=label)
+    for path in paths:
+        out.print(str(path), markup=False, highlight=False)
+
+
