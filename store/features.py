@@ -1,15 +1,20 @@
 """Feature arrays: Zarr v3 entries, rows aligned with the manifest, written resumably.
 
-Layout of one entry (``<store>/features/<name>/<fingerprint>/``)::
+A row is either pooled, shape ``(D,)``, or a sequence, shape ``(T, D)`` with its true length in
+``lengths``: dense and padded at the END with zeros (the layout the MMSA and MultiBench affect-data
+files use). Layout of one entry (``<store>/features/<name>/<fingerprint>/``)::
 
     zarr.json            Zarr v3 group
-    data/                [N, d] float16 (or float32), chunks of ~1.5 MB of whole rows
+    data/                [N, D] or [N, T, D] float16 (or float32), chunks of whole rows, ~1.5 MiB
+    lengths/             sequence entries only: [N] int32, same row chunks; steps t >= lengths[i]
+                         of row i are zero, and an invalid row has length 0
     valid/               [N] bool, False for rows whose media failed (never zero-filled silently)
     <extra>/             optional [N, ...] arrays (per-layer outputs), same row chunks
-    <seq>/values         optional ragged sequences: flat [sum T_i, ...] values ...
-    <seq>/offsets        ... and [N + 1] int64 offsets
     key.json             the key material the fingerprint was computed from
-    meta.json            shape, dtype, chunking, timings, failures, creation time
+    meta.json            shape [N, *row_shape], row_shape, dtype, chunking, timings, failures, time
+
+Every chunk of every array has its file (empty chunks are written too), so a missing chunk file
+means a damaged entry and reading it is an error, never a silent fill value.
 
 A writer works in ``.tmp-<fingerprint>/`` under an exclusive lock; each finished chunk gets a
 marker in ``progress/`` written after its data, so a killed run resumes and recomputes only the
@@ -34,13 +39,17 @@ from typing import Any
 import numpy as np
 import torch
 import zarr
-from zarr.codecs import BloscCodec
+from zarr.codecs import BloscCodec, BytesCodec
 
+from mmpipe.store.errors import UserError
 from mmpipe.store.fingerprint import fingerprint, key_material
 
 TARGET_CHUNK_BYTES = 3 * 2**19  # 1.5 MiB: large enough for fast reads, small enough to resume cheaply
 COMPRESSIONS = ("none", "lz4")
 DTYPES = ("float16", "float32")
+# zarr skips chunks equal to the fill value by default; an entry stores every chunk so that a
+# missing file can be told apart from a chunk of zeros (all rows failed, or padding only).
+_WRITE_ALL_CHUNKS = {"write_empty_chunks": True}
 
 
 def chunk_rows_for(row_shape: Sequence[int], dtype: str) -> int:
@@ -80,31 +89,61 @@ class FeatureEntry:
 
     @property
     def shape(self) -> tuple[int, ...]:
+        """``(N, *row_shape)``."""
         return tuple(self.meta["shape"])
+
+    @property
+    def row_shape(self) -> tuple[int, ...]:
+        """``(D,)`` for pooled rows, ``(T, D)`` for sequences."""
+        return tuple(self.meta.get("row_shape", self.meta["shape"][1:]))
+
+    @property
+    def is_sequence(self) -> bool:
+        return len(self.row_shape) == 2
+
+    @property
+    def dim(self) -> int:
+        """D, the feature width of one row (of one step, for a sequence)."""
+        return self.row_shape[-1]
 
     def _group(self) -> zarr.Group:
         return zarr.open_group(self.path, mode="r")
 
     def array_names(self) -> list[str]:
-        return ["data", *self.meta.get("extras", {}), *self.meta.get("ragged", [])]
+        return ["data", *(["lengths"] if self.is_sequence else []), *self.meta.get("extras", {})]
 
-    def load(self, array: str = "data") -> torch.Tensor:
-        """The whole array in memory as a tensor of the stored dtype (one bulk read, no per-row I/O)."""
-        return torch.from_numpy(read_whole(self._group()[array], self.path / array))
+    def load(self, array: str = "data", rows: Any = None, dtype: torch.dtype | None = None) -> torch.Tensor:
+        """An array (default ``data``) as a tensor: all rows, or only ``rows`` (1-d integer indices,
+        in the order given), in the stored dtype or converted to ``dtype``.
+
+        All rows in the stored dtype take one bulk read (each chunk file straight into its slice
+        of the output). Otherwise chunks are read one at a time, and only those holding a wanted
+        row, into one preallocated output: loading float16 as ``dtype=torch.float32`` peaks at
+        about the float32 output plus one chunk, never the float16 array plus its float32 copy.
+        """
+        stored = self._group()[array]
+        folder = self.path / array
+        stored_dtype = torch.from_numpy(np.empty(0, dtype=stored.dtype)).dtype
+        if rows is None and (dtype is None or dtype == stored_dtype):
+            return torch.from_numpy(read_whole(stored, folder))
+        index = None if rows is None else _row_indices(rows, stored.shape[0])
+        n = stored.shape[0] if index is None else len(index)
+        out = torch.empty((n, *stored.shape[1:]), dtype=dtype or stored_dtype)
+        read_into(stored, folder, out, index)
+        return out
+
+    def lengths(self) -> torch.Tensor | None:
+        """Sequence entries: the number of valid steps of each row, int64 ``[N]``; pooled: None."""
+        if not self.is_sequence:
+            return None
+        return self.load("lengths").to(torch.int64)
 
     def valid(self) -> np.ndarray:
         """Boolean row mask: False where the media failed and the row holds no features."""
-        return np.asarray(self._group()["valid"][...], dtype=bool)
+        return np.asarray(read_whole(self._group()["valid"], self.path / "valid"), dtype=bool)
 
     def failures(self) -> list[dict[str, Any]]:
         return list(self.meta.get("failures", []))
-
-    def ragged(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """(values [sum T_i, ...], offsets [N + 1]): row i is values[offsets[i]:offsets[i + 1]]."""
-        group = self._group()
-        values = torch.from_numpy(np.ascontiguousarray(group[f"{name}/values"][...]))
-        offsets = torch.from_numpy(np.asarray(group[f"{name}/offsets"][...], dtype=np.int64))
-        return values, offsets
 
     def disk_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.path.rglob("*") if p.is_file())
@@ -119,6 +158,9 @@ class FeatureWriter:
     ...             start, stop = writer.chunk_bounds(index)
     ...             writer.write_chunk(index, compute(start, stop))
     ...         writer.publish({"timings": ...})
+
+    With ``steps=T`` rows are sequences: ``data`` chunks are ``[rows, T, D]`` and each
+    ``write_chunk`` also takes the rows' ``lengths``.
     """
 
     def __init__(
@@ -129,16 +171,20 @@ class FeatureWriter:
         *,
         n_rows: int,
         dim: int,
+        steps: int | None = None,
         dtype: str = "float16",
         compression: str = "none",
         extras: dict[str, Sequence[int]] | None = None,
-        ragged: dict[str, Sequence[int]] | None = None,
         chunk_rows: int | None = None,
     ) -> None:
         """``chunk_rows`` overrides the ~1.5 MiB default row chunk (it is not part of the key: it
-        changes the resume granularity, not the values)."""
+        changes the resume granularity, not the values). Neither is ``steps``: the caller's config
+        already says what the features are; an entry stored under the same key with another shape
+        is refused when the writer opens."""
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {DTYPES}, not {dtype!r}")
+        if steps is not None and steps < 1:
+            raise ValueError(f"steps must be >= 1 (or None for pooled rows), not {steps}")
         _compressors(compression)  # validate early
         self.name = name
         self.key = key_material({"feature": name, **dict(config)})
@@ -146,25 +192,37 @@ class FeatureWriter:
         self.entry_dir = Path(features_dir) / name
         self.final = self.entry_dir / self.fingerprint
         self.tmp = self.entry_dir / f".tmp-{self.fingerprint}"
-        self.n_rows, self.dim, self.dtype, self.compression = n_rows, dim, dtype, compression
+        self.n_rows, self.dim, self.steps, self.dtype, self.compression = n_rows, dim, steps, dtype, compression
+        self.row_shape: tuple[int, ...] = (dim,) if steps is None else (steps, dim)
         if chunk_rows is not None and chunk_rows < 1:
             raise ValueError(f"chunk_rows must be >= 1, not {chunk_rows}")
         self.requested_chunk_rows = chunk_rows
         self.extras = {k: tuple(v) for k, v in (extras or {}).items()}
-        self.ragged = {k: tuple(v) for k, v in (ragged or {}).items()}
+        if {"data", "valid", "lengths"} & set(self.extras):
+            raise ValueError("extras cannot be named data, valid or lengths")
         self.existing: FeatureEntry | None = None
         self._lock_file = None
         self._group: zarr.Group | None = None
+        self._arrays: dict[str, zarr.Array] = {}
+
+    @property
+    def is_sequence(self) -> bool:
+        return self.steps is not None
 
     # -- lifecycle -----------------------------------------------------------------------------
     def __enter__(self) -> FeatureWriter:
         self.entry_dir.mkdir(parents=True, exist_ok=True)
         self._lock_file = open(self.entry_dir / f".{self.fingerprint}.lock", "a+")  # noqa: SIM115
         fcntl.flock(self._lock_file, fcntl.LOCK_EX)
-        if self.final.exists():
-            self.existing = FeatureEntry.open(self.final)
-        else:
-            self._open_tmp()
+        try:
+            if self.final.exists():
+                self.existing = FeatureEntry.open(self.final)
+                self._check_shape(self.existing.shape, f"published entry {self.final}")
+            else:
+                self._open_tmp()
+        except BaseException:
+            self.__exit__()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -173,6 +231,12 @@ class FeatureWriter:
             self._lock_file.close()
             self._lock_file = None
 
+    def _check_shape(self, stored: Sequence[int], where: str) -> None:
+        wanted = (self.n_rows, *self.row_shape)
+        if tuple(stored) != wanted:
+            raise ValueError(f"{self.name}: {where} has shape {tuple(stored)} under the same key, but this "
+                             f"writer was asked for {wanted}; whatever decides the shape belongs in the config")
+
     def _open_tmp(self) -> None:
         if (self.tmp / "key.json").exists():
             stored = json.loads((self.tmp / "key.json").read_text())
@@ -180,25 +244,35 @@ class FeatureWriter:
                 shutil.rmtree(self.tmp)
         if (self.tmp / "key.json").exists():
             self._group = zarr.open_group(self.tmp, mode="r+")
+            self._check_shape(self._group["data"].shape, f"unfinished entry {self.tmp}")
             self.chunk_rows = int(self._group.attrs["chunk_rows"])
+            self._arrays = {name: self._group[name].with_config(_WRITE_ALL_CHUNKS) for name in self._array_names()}
             return
         if self.tmp.exists():  # created but never initialised: nothing in it is trustworthy
             shutil.rmtree(self.tmp)
-        rows = self.requested_chunk_rows or chunk_rows_for((self.dim,), self.dtype)
+        rows = self.requested_chunk_rows or chunk_rows_for(self.row_shape, self.dtype)
         self.chunk_rows = min(rows, max(1, self.n_rows))
         group = zarr.open_group(self.tmp, mode="w", attributes={"chunk_rows": self.chunk_rows})
         compressors = _compressors(self.compression)
-        group.create_array("data", shape=(self.n_rows, self.dim), chunks=(self.chunk_rows, self.dim),
-                           dtype=self.dtype, compressors=compressors, fill_value=0)
-        group.create_array("valid", shape=(self.n_rows,), chunks=(self.chunk_rows,), dtype="bool",
-                           compressors=None, fill_value=False)
+
+        def create(name: str, row_shape: tuple[int, ...], dtype: str, compressors: Any, fill: Any) -> None:
+            self._arrays[name] = group.create_array(
+                name, shape=(self.n_rows, *row_shape), chunks=(self.chunk_rows, *row_shape), dtype=dtype,
+                compressors=compressors, fill_value=fill, config=_WRITE_ALL_CHUNKS)
+
+        create("data", self.row_shape, self.dtype, compressors, 0)
+        create("valid", (), "bool", None, False)
+        if self.is_sequence:
+            create("lengths", (), "int32", None, 0)
         for extra, shape in self.extras.items():
-            group.create_array(extra, shape=(self.n_rows, *shape), chunks=(self.chunk_rows, *shape),
-                               dtype=self.dtype, compressors=compressors, fill_value=0)
+            create(extra, shape, self.dtype, compressors, 0)
         (self.tmp / "progress").mkdir()
         # key.json last: its presence marks a fully initialised temporary entry
         _write_json(self.tmp / "key.json", self.key)
         self._group = group
+
+    def _array_names(self) -> list[str]:
+        return ["data", "valid", *(["lengths"] if self.is_sequence else []), *self.extras]
 
     # -- chunks --------------------------------------------------------------------------------
     @property
@@ -227,38 +301,71 @@ class FeatureWriter:
         valid: np.ndarray | None = None,
         failures: list[dict[str, Any]] | None = None,
         extras: dict[str, np.ndarray | torch.Tensor] | None = None,
-        sequences: dict[str, list[np.ndarray]] | None = None,
+        lengths: np.ndarray | torch.Tensor | Sequence[int] | None = None,
     ) -> None:
         """Write rows ``chunk_bounds(index)``; then, and only then, mark the chunk complete.
 
-        ``valid`` (bool per row, default all True) marks rows whose media failed; their ``failures``
-        records ({"sample_id", "error"}) are kept with the entry.
+        ``data`` is ``[rows, D]``, or ``[rows, T, D]`` for a sequence entry, which also needs
+        ``lengths`` (``[rows]`` integers in ``0..T``). ``valid`` (bool per row, default all True)
+        marks rows whose media failed; their ``failures`` records ({"sample_id", "error"}) are
+        kept with the entry. Stored values are normalised whatever the caller passed: invalid rows
+        are zero (in ``data`` and every extra; their length is 0), and so is every step at or
+        beyond a row's length (in ``data`` and in extras shaped ``(T, ...)``).
         """
         assert self._group is not None, "use the writer as a context manager"
         start, stop = self.chunk_bounds(index)
         rows = stop - start
         array = _as_numpy(data, self.dtype)
-        if array.shape != (rows, self.dim):
-            raise ValueError(f"chunk {index}: expected shape {(rows, self.dim)}, got {array.shape}")
+        if array.shape != (rows, *self.row_shape):
+            raise ValueError(f"chunk {index}: expected shape {(rows, *self.row_shape)}, got {array.shape}")
         valid = np.ones(rows, dtype=bool) if valid is None else np.asarray(valid, dtype=bool)
         if valid.shape != (rows,):
             raise ValueError(f"chunk {index}: valid mask must have {rows} entries")
+        steps = self._check_lengths(index, rows, lengths)
+        if steps is not None:
+            steps[~valid] = 0
+            padding = np.arange(self.steps)[None, :] >= steps[:, None]  # (rows, T)
         array[~valid] = 0  # the mask, not the value, says these rows are missing
-        self._group["data"][start:stop] = array
-        self._group["valid"][start:stop] = valid
-        for extra in self.extras:
-            values = _as_numpy((extras or {})[extra], self.dtype)
-            self._group[extra][start:stop] = values
-        for seq_name in self.ragged:
-            parts = (sequences or {})[seq_name]
-            if len(parts) != rows:
-                raise ValueError(f"chunk {index}: {seq_name} needs {rows} sequences, got {len(parts)}")
-            lengths = np.array([len(p) for p in parts], dtype=np.int64)
-            flat = np.concatenate([_as_numpy(p, self.dtype) for p in parts]) if lengths.sum() else \
-                np.zeros((0, *self.ragged[seq_name]), dtype=self.dtype)
-            np.save(self.tmp / "progress" / f"{seq_name}.{index}.values.npy", flat)
-            np.save(self.tmp / "progress" / f"{seq_name}.{index}.lengths.npy", lengths)
+        if steps is not None:
+            array[padding] = 0
+        extra_arrays = {}
+        for extra, shape in self.extras.items():
+            if extras is None or extra not in extras:
+                raise ValueError(f"chunk {index}: extra {extra!r} is missing")
+            values = _as_numpy(extras[extra], self.dtype)
+            if values.shape != (rows, *shape):
+                raise ValueError(f"chunk {index}: extra {extra!r}: expected shape {(rows, *shape)}, got {values.shape}")
+            values[~valid] = 0
+            if steps is not None and len(shape) >= 2 and shape[0] == self.steps:
+                values[padding] = 0
+            extra_arrays[extra] = values
+        self._arrays["data"][start:stop] = array
+        self._arrays["valid"][start:stop] = valid
+        if steps is not None:
+            self._arrays["lengths"][start:stop] = steps
+        for extra, values in extra_arrays.items():
+            self._arrays[extra][start:stop] = values
         _write_json(self._marker(index), {"failures": failures or []})
+
+    def _check_lengths(self, index: int, rows: int, lengths: Any) -> np.ndarray | None:
+        if not self.is_sequence:
+            if lengths is not None:
+                raise ValueError(f"chunk {index}: lengths given, but {self.name} has pooled rows (no steps=)")
+            return None
+        if lengths is None:
+            raise ValueError(f"chunk {index}: a sequence entry needs the rows' lengths")
+        if isinstance(lengths, torch.Tensor):
+            lengths = lengths.detach().cpu().numpy()
+        lengths = np.asarray(lengths)
+        if lengths.shape != (rows,):
+            raise ValueError(f"chunk {index}: lengths must have shape {(rows,)}, got {lengths.shape}")
+        if lengths.dtype == bool or not np.issubdtype(lengths.dtype, np.integer):
+            raise ValueError(f"chunk {index}: lengths must be integers, got {lengths.dtype}")
+        bad = (lengths < 0) | (lengths > self.steps)
+        if bad.any():
+            raise ValueError(f"chunk {index}: {int(bad.sum())} lengths outside 0..{self.steps}, "
+                             f"e.g. {int(lengths[bad][0])}")
+        return lengths.astype(np.int32)
 
     # -- publication ---------------------------------------------------------------------------
     def publish(self, meta: dict[str, Any] | None = None) -> FeatureEntry:
@@ -270,17 +377,15 @@ class FeatureWriter:
         failures: list[dict[str, Any]] = []
         for index in range(self.n_chunks):
             failures.extend(json.loads(self._marker(index).read_text())["failures"])
-        for seq_name, shape in self.ragged.items():
-            self._consolidate_ragged(seq_name, shape)
         record = {
             **(meta or {}),
             "name": self.name,
-            "shape": [self.n_rows, self.dim],
+            "shape": [self.n_rows, *self.row_shape],
+            "row_shape": list(self.row_shape),
             "dtype": self.dtype,
             "chunk_rows": self.chunk_rows,
             "compression": self.compression,
             "extras": {k: list(v) for k, v in self.extras.items()},
-            "ragged": sorted(self.ragged),
             "failures": failures,
             "n_missing": len(failures),
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -297,37 +402,67 @@ class FeatureWriter:
         self.existing = FeatureEntry.open(self.final)
         return self.existing
 
-    def _consolidate_ragged(self, seq_name: str, shape: tuple[int, ...]) -> None:
-        progress = self.tmp / "progress"
-        values = [np.load(progress / f"{seq_name}.{i}.values.npy") for i in range(self.n_chunks)]
-        lengths = np.concatenate([np.load(progress / f"{seq_name}.{i}.lengths.npy") for i in range(self.n_chunks)])
-        offsets = np.zeros(self.n_rows + 1, dtype=np.int64)
-        np.cumsum(lengths, out=offsets[1:])
-        flat = np.concatenate(values) if values else np.zeros((0, *shape), dtype=self.dtype)
-        group = self._group
-        row_chunk = chunk_rows_for(shape, self.dtype)
-        group.create_array(f"{seq_name}/values", data=flat, chunks=(max(1, min(row_chunk, len(flat))), *shape),
-                           compressors=_compressors(self.compression), overwrite=True)
-        group.create_array(f"{seq_name}/offsets", data=offsets, compressors=None, overwrite=True)
+
+# -- reading ---------------------------------------------------------------------------------------
+def _is_plain(array: zarr.Array) -> bool:
+    """Uncompressed, native-endian, whole rows per chunk: a chunk file is the chunk's raw bytes."""
+    meta = array.metadata
+    return (
+        meta.zarr_format == 3
+        and len(meta.codecs) == 1
+        and isinstance(meta.codecs[0], BytesCodec)
+        and (meta.codecs[0].endian.value == sys.byteorder if meta.codecs[0].endian is not None
+             else array.dtype.itemsize == 1)  # bool: one byte, no byte order
+        and getattr(meta.chunk_key_encoding, "name", "") == "default"
+        and array.chunks[1:] == array.shape[1:]
+    )
+
+
+def _chunk_file(array: zarr.Array, folder: Path, index: int) -> Path:
+    return folder / array.metadata.chunk_key_encoding.encode_chunk_key((index,) + (0,) * (array.ndim - 1))
+
+
+def _missing_chunk(path: Path) -> UserError:
+    entry = path.parent
+    while entry.parent != entry and not (entry / "meta.json").exists():
+        entry = entry.parent
+    return UserError(f"chunk file {path} is missing, so the feature entry {entry} is damaged: delete that "
+                     f"entry directory and re-run the command that created it (mmpipe extract / simulate)")
+
+
+def _read_chunk(array: zarr.Array, folder: Path, index: int, buffer: np.ndarray | None) -> np.ndarray:
+    """Rows of chunk ``index`` in the stored dtype; plain arrays are read into ``buffer``."""
+    rows = array.chunks[0]
+    start, stop = index * rows, min((index + 1) * rows, array.shape[0])
+    path = _chunk_file(array, folder, index)
+    if buffer is None:
+        if not path.exists():
+            raise _missing_chunk(path)
+        return np.asarray(array[start:stop])
+    view = buffer[: stop - start]
+    _read_file_into(path, memoryview(view.reshape(-1).view(np.uint8)))
+    return view
+
+
+def _read_file_into(path: Path, target: memoryview) -> None:
+    try:
+        with open(path, "rb", buffering=0) as handle:
+            if handle.readinto(target) != len(target):
+                raise OSError(f"{path}: chunk file is truncated")
+    except FileNotFoundError:
+        raise _missing_chunk(path) from None
 
 
 def read_whole(array: zarr.Array, folder: Path) -> np.ndarray:
     """Read a whole array. Uncompressed row-chunked arrays take a fast path: each chunk file is
     read straight into its slice of one preallocated buffer (zarr's generic path decodes every
     chunk into a temporary and copies it, about 3x slower on 150 MB of float16). Anything else
-    (compressed, other layouts) goes through zarr.
+    (compressed, other layouts) goes through zarr. A missing chunk file raises UserError.
     """
-    meta = array.metadata
-    plain = (
-        meta.zarr_format == 3
-        and len(meta.codecs) == 1
-        and getattr(meta.codecs[0], "endian", None) is not None
-        and meta.codecs[0].endian.value == sys.byteorder
-        and getattr(meta.chunk_key_encoding, "name", "") == "default"
-        and array.chunks[1:] == array.shape[1:]
-        and array.shape[0] > 0
-    )
-    if not plain:
+    if not _is_plain(array) or array.shape[0] == 0:
+        for index in range(-(-array.shape[0] // array.chunks[0])):
+            if not _chunk_file(array, folder, index).exists():
+                raise _missing_chunk(_chunk_file(array, folder, index))
         return np.ascontiguousarray(array[...])
     out = np.empty(array.shape, dtype=array.dtype)
     buffer = memoryview(out.reshape(-1).view(np.uint8))
@@ -335,14 +470,52 @@ def read_whole(array: zarr.Array, folder: Path) -> np.ndarray:
     for index in range(-(-array.shape[0] // rows)):
         start = index * rows * row_bytes
         stop = min((index + 1) * rows, array.shape[0]) * row_bytes
-        key = meta.chunk_key_encoding.encode_chunk_key((index,) + (0,) * (array.ndim - 1))
-        try:
-            with open(folder / key, "rb", buffering=0) as handle:
-                if handle.readinto(buffer[start:stop]) != stop - start:
-                    raise OSError(f"{folder / key}: chunk file is truncated")
-        except FileNotFoundError:  # never-written chunk: zarr semantics say fill value
-            out.reshape(-1)[start // out.itemsize:stop // out.itemsize] = meta.fill_value
+        _read_file_into(_chunk_file(array, folder, index), buffer[start:stop])
     return out
+
+
+def read_into(array: zarr.Array, folder: Path, out: torch.Tensor, rows: np.ndarray | None = None) -> None:
+    """Fill ``out`` (``[len(rows) or N, ...]``, any dtype) with ``array[rows]`` one chunk at a time,
+    converting each chunk as it goes; only chunks that hold a wanted row are read."""
+    step = array.chunks[0]
+    buffer = np.empty((step, *array.shape[1:]), dtype=array.dtype) if _is_plain(array) else None
+    try:  # numpy converts a chunk about 2.5x faster than torch's copy_ (no numpy view of bfloat16)
+        target: np.ndarray | None = out.numpy()
+    except TypeError:
+        target = None
+    if rows is None:
+        for index in range(-(-array.shape[0] // step)):
+            block = _read_chunk(array, folder, index, buffer)
+            start = index * step
+            if target is not None:
+                np.copyto(target[start:start + len(block)], block, casting="unsafe")
+            else:
+                out[start:start + len(block)].copy_(torch.from_numpy(block))
+        return
+    chunk_of = rows // step
+    order = np.argsort(chunk_of, kind="stable")
+    for positions in np.split(order, np.flatnonzero(np.diff(chunk_of[order])) + 1):
+        if len(positions) == 0:
+            continue
+        index = int(chunk_of[positions[0]])
+        picked = _read_chunk(array, folder, index, buffer)[rows[positions] - index * step]
+        if target is not None:
+            target[positions] = picked
+        else:
+            out[torch.from_numpy(positions)] = torch.from_numpy(picked).to(out.dtype)
+
+
+def _row_indices(rows: Any, n: int) -> np.ndarray:
+    if isinstance(rows, torch.Tensor):
+        rows = rows.detach().cpu().numpy()
+    rows = np.asarray(rows)
+    if rows.ndim != 1 or rows.dtype == bool or (rows.size and not np.issubdtype(rows.dtype, np.integer)):
+        raise ValueError(f"rows must be 1-d integer indices (use mask.nonzero() for a mask), got "
+                         f"{rows.dtype} of shape {rows.shape}")
+    rows = rows.astype(np.int64)
+    if rows.size and (rows.min() < 0 or rows.max() >= n):
+        raise IndexError(f"rows must lie in 0..{n - 1}; got {int(rows.min())}..{int(rows.max())}")
+    return rows
 
 
 def _as_numpy(data: np.ndarray | torch.Tensor, dtype: str) -> np.ndarray:
