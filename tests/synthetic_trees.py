@@ -157,3 +157,20 @@ def make_multi30k_tree(root: Path, files: dict[str, int] | None = None, *,
         listing[name] = images
         start += count
     return listing
+
+
+def make_three_modality_tree(root: Path, n: int = 6) -> Path:
+    """A folder-dataset tree with video, audio and text columns (the layout of the sentiment
+    benchmarks) and two labels: ``mood`` (alternating) and ``topic`` (three values); two samples
+    per group."""
+    from tests.tiny_models import TEXTS
+
+    rows = []
+    for i in range(n):
+        write_video(root / "video" / f"s{i}.mp4", frames=4 + i % 6, seed=i)
+        write_wav(root / "audio" / f"s{i}.wav", 0.3 + 0.1 * (i % 5), seed=i)
+        rows.append({"sample_id": f"s{i}", "video": f"video/s{i}.mp4", "audio": f"audio/s{i}.wav",
+                     "text": TEXTS[i % len(TEXTS)], "mood": ["calm", "angry"][i % 2], "topic": f"t{i % 3}",
+                     "group": f"g{i // 2}"})
+    pd.DataFrame(rows).to_csv(root / "samples.csv", index=False)
+    return root

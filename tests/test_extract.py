@@ -22,7 +22,8 @@ from mmpipe.pipeline.extract import ExtractOptions, extract
 from mmpipe.store.errors import UserError
 from mmpipe.store.manifest import Modality
 from mmpipe.store.root import Store
-from tests.media import write_image, write_video, write_wav
+from tests.media import write_image, write_wav
+from tests.synthetic_trees import make_three_modality_tree
 from tests.tiny_models import TEXTS, tiny_weights  # noqa: F401
 
 runner = CliRunner()
@@ -182,21 +183,8 @@ def test_resume_after_sigkill_skips_finished_chunks_and_matches_an_uninterrupted
     assert np.array_equal(entry.load().numpy(), fresh.load().numpy()) and entry.valid().all()
 
 
-def _three_modality_tree(root, n=6):
-    """video, audio and text columns (the layout of the sentiment benchmarks), two label columns."""
-    rows = []
-    for i in range(n):
-        write_video(root / "video" / f"s{i}.mp4", frames=4 + i, seed=i)
-        write_wav(root / "audio" / f"s{i}.wav", 0.3 + 0.1 * i, seed=i)
-        rows.append({"sample_id": f"s{i}", "video": f"video/s{i}.mp4", "audio": f"audio/s{i}.wav",
-                     "text": TEXTS[i % len(TEXTS)], "mood": ["calm", "angry"][i % 2], "topic": f"t{i % 3}",
-                     "group": f"g{i // 2}"})
-    pd.DataFrame(rows).to_csv(root / "samples.csv", index=False)
-    return root
-
-
 def test_three_modalities_extract_into_three_named_entries(tmp_path, tiny_weights):  # noqa: F811
-    data = _three_modality_tree(tmp_path / "data")
+    data = make_three_modality_tree(tmp_path / "data")
     config = FolderConfig(data_dir=str(data), modalities=("video:video", "audio:audio", "text:text"),
                           labels=("mood:categorical:shared", "topic:categorical:text"))
     manifest = Folder().manifest(config)
@@ -296,7 +284,7 @@ def test_a_label_owner_naming_no_modality_exits_2_in_one_line(tmp_path, tiny_wei
 
 
 def test_modalities_are_set_on_the_command_line(tmp_path, tiny_weights):  # noqa: F811
-    data = _three_modality_tree(tmp_path / "data", n=3)
+    data = make_three_modality_tree(tmp_path / "data", n=3)
     result = _cli(tmp_path / "store", "--encoder", "wavlm", "--data-dir", str(data), "--weights",
                   str(tiny_weights("wavlm")), "--set", "modalities=video:video,audio:audio,text:text",
                   "--set", "modality=audio", "--workers", "0")
