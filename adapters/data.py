@@ -17,6 +17,7 @@ from dataclasses import dataclass, replace
 
 import torch
 
+from mmpipe.adapters.pooling import POOLINGS, pool
 from mmpipe.store.errors import UserError
 from mmpipe.store.features import FeatureEntry
 from mmpipe.store.manifest import SPLITS, Manifest
@@ -31,6 +32,7 @@ class ModalityInput:
     entry: FeatureEntry
     values: torch.Tensor  # (N, D) or (N, T, D) float32, all rows
     lengths: torch.Tensor | None = None  # (N,) valid steps per row, for sequences
+    pooled_by: str | None = None  # "mean" / "last" when a stored sequence was pooled to (N, D)
 
     @property
     def kind(self) -> str:
@@ -146,9 +148,13 @@ def resolve_version(store: Store, dataset: str, version: str | None) -> Manifest
 
 
 def load_features(store: Store, dataset: str, inputs: Mapping[str, str | None],
-                  version: str | None = None) -> MultimodalFeatures:
+                  version: str | None = None, pooling: str | None = None) -> MultimodalFeatures:
     """Load the chosen features (modality → feature name, or None for the only one stored) of one
     manifest version, with input checks.
+
+    A sequence entry loads as (N, T, D) values with their lengths; rows without a step are
+    invalid. With ``pooling`` ("mean" or "last", `adapters/pooling.py`) every sequence entry is
+    pooled to (N, D) instead, and the input says how.
 
     Errors (UserError): no manifest or no features (naming the command that creates them); a
     feature of another modality; entries whose row count differs from the manifest's; NaN/Inf
@@ -156,6 +162,8 @@ def load_features(store: Store, dataset: str, inputs: Mapping[str, str | None],
     """
     if not inputs:
         raise UserError(f"choose the inputs of {dataset}, e.g. --input MODALITY=FEATURE")
+    if pooling is not None and pooling not in POOLINGS:
+        raise UserError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
     manifest = resolve_version(store, dataset, version)
     version = manifest.version()
     loaded = []
@@ -164,10 +172,15 @@ def load_features(store: Store, dataset: str, inputs: Mapping[str, str | None],
         entry = choose_entry(store, manifest, version, modality, feature)
         if entry.shape[0] != len(manifest):
             raise UserError(f"{entry.name} has {entry.shape[0]} rows but the {dataset} manifest has {len(manifest)}")
-        values = entry.load().float()
-        lengths = entry.lengths() if getattr(entry, "is_sequence", False) else None
+        values = entry.load(dtype=torch.float32)  # (N, D) or (N, T, D), converted chunk by chunk
         valid &= torch.from_numpy(entry.valid())
-        loaded.append(ModalityInput(modality, entry, values, lengths))
+        lengths, pooled_by = entry.lengths(), None
+        if lengths is not None:
+            valid &= lengths > 0
+            if pooling is not None:
+                # a row without steps pools to zero here; ``valid`` already says it has no features
+                values, lengths, pooled_by = pool(values, lengths.clamp_min(1), pooling), None, pooling
+        loaded.append(ModalityInput(modality, entry, values, lengths, pooled_by))
     split_index = {}
     for split in SPLITS:
         mask = torch.from_numpy(manifest.split_mask(split)) & valid

@@ -21,6 +21,7 @@ from mmpipe.adapters.base import AdapterMethod, ProgressFn
 from mmpipe.adapters.data import MultimodalFeatures, load_features
 from mmpipe.adapters.registry import METHODS
 from mmpipe.pipeline.sizes import resolve_sizes
+from mmpipe.store.errors import UserError
 from mmpipe.store.root import Store
 from mmpipe.store.runs import RunEntry, RunRecord, code_version, find_run, publish_run
 
@@ -38,19 +39,27 @@ def run_key(data: MultimodalFeatures, config: Any, seed: int) -> dict[str, Any]:
     return {
         "dataset": data.dataset,
         "manifest_version": data.manifest_version,
-        "inputs": [[i.modality, i.entry.name, i.entry.fingerprint] for i in data.inputs],
+        "inputs": [[i.modality, i.entry.name, i.entry.fingerprint, *([i.pooled_by] if i.pooled_by else [])]
+                   for i in data.inputs],
         "config": dataclasses.asdict(config),
         "seed": seed,
     }
 
 
-def load_checked(store: Store, method: str, dataset: str, inputs: Inputs,
-                 data_version: str | None) -> tuple[type[AdapterMethod], MultimodalFeatures]:
+def load_checked(store: Store, method: str, dataset: str, inputs: Inputs, data_version: str | None,
+                 pooling: str | None = None) -> tuple[type[AdapterMethod], MultimodalFeatures]:
+    """Load the inputs for ``method`` and refuse (one line) a number or kind it does not take.
+    A sequence feature given to a pooled-input method needs ``pooling`` (mean or last)."""
     cls = METHODS.get(method)
     low, high = cls.modality_count
     if len(inputs) < low or (high is not None and len(inputs) > high):
         cls.check_inputs(dict.fromkeys(inputs, "pooled"))  # refuses the count before loading anything
-    data = load_features(store, dataset, inputs, data_version)
+    data = load_features(store, dataset, inputs, data_version, pooling)
+    sequences = [m for m, kind in data.kinds.items() if kind == "sequence"]
+    if sequences and "sequence" not in cls.input_kinds:
+        raise UserError(f"{cls.name} takes pooled inputs, but {', '.join(sequences)} "
+                        f"{'is a sequence feature' if len(sequences) == 1 else 'are sequence features'}; "
+                        "pool with --pool mean or --pool last")
     cls.check_inputs(data.kinds)
     return cls, data
 
@@ -58,16 +67,17 @@ def load_checked(store: Store, method: str, dataset: str, inputs: Inputs,
 def fit_runs(store: Store, method: str, dataset: str, inputs: Inputs, config: Any, seeds: list[int],
              data_version: str | None = None, progress: ProgressFn | None = None, jobs: int = 1,
              on_done: Callable[[FitOutcome], None] | None = None,
-             seed_configs: dict[int, Any] | None = None) -> list[FitOutcome]:
+             seed_configs: dict[int, Any] | None = None, pooling: str | None = None) -> list[FitOutcome]:
     """Fit ``method`` once per seed; a seed whose run is already published is not refitted.
 
     ``config`` is what was asked for (it names the variant); ``seed_configs`` may give a seed its
     own version of it (e.g. sizes from a chosen MultiLoReFT run), which is then resolved as usual.
     With ``jobs`` > 1 the seeds to fit run in that many worker processes (each fit is
     single-threaded on the CPU, so two cores fit two seeds at once); results are the same as
-    sequential fits because every run depends only on its data, config and seed.
+    sequential fits because every run depends only on its data, config and seed. ``pooling``
+    pools sequence features for a method that takes pooled inputs (part of the run key).
     """
-    cls, data = load_checked(store, method, dataset, inputs, data_version)
+    cls, data = load_checked(store, method, dataset, inputs, data_version, pooling)
     chosen = {i.modality: i.entry.name.rsplit(".", 1)[-1] for i in data.inputs}
     done: dict[int, FitOutcome] = {}
     configs = {}  # seed -> config resolved for that seed (e.g. sizes from that seed's MultiLoReFT run)
@@ -85,7 +95,7 @@ def fit_runs(store: Store, method: str, dataset: str, inputs: Inputs, config: An
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context) as pool:
             futures = {pool.submit(_fit_in_worker, store.root, method, dataset, chosen, configs[seed], config,
-                                   seed, data.manifest_version): seed for seed in todo}
+                                   seed, data.manifest_version, pooling): seed for seed in todo}
             for future in as_completed(futures):
                 done[futures[future]] = FitOutcome(RunEntry.open(future.result()), reused=False)
                 if on_done is not None:
@@ -99,9 +109,9 @@ def fit_runs(store: Store, method: str, dataset: str, inputs: Inputs, config: An
 
 
 def _fit_in_worker(root: Path, method: str, dataset: str, inputs: dict[str, str], config: Any, requested: Any,
-                   seed: int, data_version: str) -> Path:
+                   seed: int, data_version: str, pooling: str | None) -> Path:
     store = Store(root)
-    cls, data = load_checked(store, method, dataset, inputs, data_version)
+    cls, data = load_checked(store, method, dataset, inputs, data_version, pooling)
     return _fit_one(store, cls, data, config, requested, seed, None).run.path
 
 
@@ -128,7 +138,8 @@ def _fit_one(store: Store, cls: type[AdapterMethod], data: MultimodalFeatures, c
         seed=seed, config=dataclasses.asdict(config), ablation=cls.ablation(requested),
         settings=cls.settings(requested), dims=data.dims, components=list(components), started_at=started_at,
         seconds=time.perf_counter() - started, code_version=code_version(), n_params=n_params,
-        split_protocol=data.manifest.split_protocol, epochs=epochs, ranks=ranks, timings=timings, history=history)
+        split_protocol=data.manifest.split_protocol, epochs=epochs, ranks=ranks, timings=timings, history=history,
+        pooling={i.modality: i.pooled_by for i in data.inputs if i.pooled_by})
     run = publish_run(store.runs_dir, cls.name, key, record, components, data.valid.numpy(),
                       {k: v.detach() for k, v in model.state_dict().items()})
     return FitOutcome(run, reused=False)

@@ -91,6 +91,7 @@ class RunRecord:
     ranks: dict[str, dict[str, int]] | None = None  # component -> {"initial", "final"}
     timings: dict[str, float] = dataclasses.field(default_factory=dict)
     history: dict[str, Any] = dataclasses.field(default_factory=dict)
+    pooling: dict[str, str] = dataclasses.field(default_factory=dict)  # modality -> how a sequence was pooled
     fingerprint: str = ""  # filled when the run is published
     run_id: str = ""
 

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import torch
 import zarr
 from typer.testing import CliRunner
 
@@ -149,3 +150,36 @@ def test_minibatch_size_is_part_of_the_run_key(sim_root):
     assert _fit(sim_root, "--seeds", "0", "--set", "minibatch_size=32").exit_code == 0
     runs = Store.open(sim_root).runs("multiloreft")
     assert sorted(r.record.config["minibatch_size"] for r in runs) == [32, 64]
+
+
+def _sequence_copy_of_m2(store: Store) -> None:
+    """sim1's m2 features as a (T=3, D) sequence entry: each row's x repeated over 1 or 2 valid
+    steps, so mean pooling gives x back exactly (x + x = 2x and 2x / 2 = x in floating point)."""
+    simulated = store.features("sim1.m2.simulated")
+    x = simulated.load().numpy()  # (N, D) float32
+    lengths = np.random.default_rng(0).integers(1, 3, size=len(x))
+    with store.writer("sim1.m2.seq", {"modality": "m2", "copy": "repeat"}, n_rows=len(x), dim=x.shape[1], steps=3,
+                      dtype="float32") as writer:
+        for index in writer.pending_chunks():
+            start, stop = writer.chunk_bounds(index)
+            rows = np.repeat(x[start:stop, None, :], 3, axis=1)  # steps past a row's length are zeroed by the writer
+            writer.write_chunk(index, rows, lengths=lengths[start:stop])
+        writer.publish({"dataset": "sim1", "manifest_version": simulated.meta["manifest_version"]})
+
+
+def test_sequence_inputs_need_pooling_and_pool_exactly(sim_root):
+    store = Store.open(sim_root)
+    _sequence_copy_of_m2(store)
+    args = ["--seeds", "0", "--input", "m1", "--input", "m2=seq"]
+    refused = _fit(sim_root, *args)
+    assert refused.exit_code == 2
+    assert "multiloreft takes pooled inputs, but m2 is a sequence feature; pool with --pool mean" in refused.output
+    assert _fit(sim_root, *args, "--pool", "mean").exit_code == 0
+    assert _fit(sim_root, "--seeds", "0", "--input", "m1", "--input", "m2=simulated").exit_code == 0
+    runs = {tuple(r.record.pooling.items()): r for r in Store.open(sim_root).runs("multiloreft")}
+    pooled, plain = runs[(("m2", "mean"),)], runs[()]
+    assert pooled.record.inputs["m2"] == "sim1.m2.seq" and pooled.fingerprint != plain.fingerprint
+    for name, values in plain.components().items():  # mean pooling recovered the pooled features bit for bit
+        assert torch.equal(pooled.components([name])[name], values), name
+    bad = _fit(sim_root, *args, "--pool", "max")
+    assert bad.exit_code == 2 and "pooling must be one of mean, last, not 'max'" in bad.output

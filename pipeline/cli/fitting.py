@@ -45,12 +45,13 @@ def _report_fit(outcome: FitOutcome) -> None:
 
 
 def _fit_with_progress(store: Store, method: str, dataset: str, inputs: dict[str, str | None], config: Any,
-                       seeds: list[int], data_version: str | None, jobs: int) -> list[FitOutcome]:
+                       seeds: list[int], data_version: str | None, jobs: int,
+                       pooling: str | None = None) -> list[FitOutcome]:
     chosen = " + ".join(f"{m}={f}" if f else m for m, f in inputs.items())
     what = f"fitting {method} on {dataset} ({chosen}), seeds {','.join(map(str, seeds))}"
     with err.status(what + (f" in {jobs} processes" if jobs > 1 else "")) as status:
         return fit_runs(store, method, dataset, inputs, config, seeds, data_version, jobs=jobs, on_done=_report_fit,
-                        progress=lambda message: status.update(f"{what}: {message}"))
+                        progress=lambda message: status.update(f"{what}: {message}"), pooling=pooling)
 
 
 def fit_inputs(store: Store, dataset: str, given: list[str], m1: str | None, m2: str | None,
@@ -97,6 +98,8 @@ def fit(
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Config field, key=value (repeatable).")] = None,
     data_version: Annotated[str | None, typer.Option(help="Manifest version, when the store holds several.")] = None,
     jobs: Annotated[int, typer.Option(help="Seeds fitted in parallel worker processes.")] = 1,
+    pooling: Annotated[str | None, typer.Option(
+        "--pool", help="Pool sequence features for a pooled-input method: mean (over valid steps) or last.")] = None,
 ) -> None:
     """Train an adapter on cached features, one run per seed. Same config and seed again = no work.
 
@@ -111,7 +114,7 @@ def fit(
     check_jobs(jobs)
     store = store_of(ctx)
     chosen = fit_inputs(store, dataset, list(inputs or []), m1, m2, data_version)
-    for outcome in _fit_with_progress(store, method, dataset, chosen, config, seed_list, data_version, jobs):
+    for outcome in _fit_with_progress(store, method, dataset, chosen, config, seed_list, data_version, jobs, pooling):
         out.print(outcome.run.run_id, markup=False, highlight=False)
 
 
