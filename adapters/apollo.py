@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmpipe.adapters.base import Dims, ProgressFn
+from mmpipe.adapters.base import Dims, ProgressFn, with_shared_and_fused
 from mmpipe.adapters.baseline import Baseline, BaselineConfig, mlp, start_fit
 from mmpipe.adapters.data import MultimodalFeatures
 from mmpipe.adapters.loop import train_epochs
@@ -117,9 +117,7 @@ class APOLLO(Baseline):
     @torch.no_grad()
     def components(self, h1: torch.Tensor, h2: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self.encode(*self.standardized(h1, h2))
-        z_s = (out["z_s1"] + out["z_s2"]) / 2
-        parts = {**out, "z_s": z_s, "fused": torch.cat([z_s, out["z_m1"], out["z_m2"]], 1)}
-        return parts
+        return with_shared_and_fused(out)
 
     @classmethod
     def from_state(cls, config: APOLLOConfig, dims: Dims, state: dict[str, torch.Tensor]) -> APOLLO:

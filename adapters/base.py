@@ -168,6 +168,16 @@ class TwoModalityMethod(AdapterMethod):
         return {positional_name(name, self.modalities): out[name] for name in self.positional_names()}
 
 
+def with_shared_and_fused(parts: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A decoupling method's positional parts z_s1, z_s2 (N, r_s), z_m1 (N, r_m1), z_m2 (N, r_m2),
+    plus the two components built from them::
+
+        z_s = (z_s1 + z_s2) / 2,   fused = [z_s, z_m1, z_m2]      (N, r_s + r_m1 + r_m2)
+    """
+    z_s = (parts["z_s1"] + parts["z_s2"]) / 2  # (N, r_s)
+    return {**parts, "z_s": z_s, "fused": torch.cat([z_s, parts["z_m1"], parts["z_m2"]], dim=1)}
+
+
 def positional_name(name: str, modalities: tuple[str, ...]) -> str:
     """z_s1 → z_s_<first>, z_m2 → z_<second>, phi1 → phi_<first>, z_s / fused unchanged."""
     if name[-1:] not in ("1", "2"):

@@ -39,7 +39,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmpipe.adapters.base import Dims, ProgressFn
+from mmpipe.adapters.base import Dims, ProgressFn, with_shared_and_fused
 from mmpipe.adapters.baseline import Baseline, BaselineConfig, mlp, start_fit, train_one_stage
 from mmpipe.adapters.data import MultimodalFeatures
 from mmpipe.adapters.losses import discriminator_loss, fooling_loss, symmetric_info_nce
@@ -116,9 +116,7 @@ class DRIMU(Baseline):
     @torch.no_grad()
     def components(self, h1: torch.Tensor, h2: torch.Tensor) -> dict[str, torch.Tensor]:
         out = self(*self.standardized(h1, h2))
-        z_s = (out["z_s1"] + out["z_s2"]) / 2  # (N, r_s)
-        parts = {**out, "z_s": z_s, "fused": torch.cat([z_s, out["z_m1"], out["z_m2"]], 1)}
-        return parts
+        return with_shared_and_fused(out)
 
     @classmethod
     def fit(cls, data: MultimodalFeatures, config: DRIMUConfig, seed: int,

@@ -64,7 +64,7 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from mmpipe.adapters.base import Dims, ProgressFn, TwoModalityMethod, positional_name
+from mmpipe.adapters.base import Dims, ProgressFn, TwoModalityMethod, positional_name, with_shared_and_fused
 from mmpipe.adapters.data import MultimodalFeatures
 from mmpipe.adapters.gradnorm import GradNorm
 from mmpipe.adapters.losses import independence_loss, info_nce, orthogonality_loss
@@ -231,10 +231,7 @@ class MultiLoReFT(TwoModalityMethod):
 
     def components(self, h1: torch.Tensor, h2: torch.Tensor) -> dict[str, torch.Tensor]:
         """Raw rows h1 (N, d1), h2 (N, d2) → the positional components."""
-        out = self(*self.standardized(h1, h2))
-        z_s = (out["z_s1"] + out["z_s2"]) / 2  # (N, r_s)
-        fused = torch.cat([z_s, out["z_m1"], out["z_m2"]], dim=1)  # (N, r_s + r_m1 + r_m2)
-        return {**out, "z_s": z_s, "fused": fused}
+        return with_shared_and_fused(self(*self.standardized(h1, h2)))
 
     # -- pruning (Algorithm 2) -----------------------------------------------------------------
     @torch.no_grad()
