@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from mmpipe.store.errors import UserError
+
 
 def seed_everything(seed: int) -> torch.Generator:
     random.seed(seed)
@@ -18,10 +20,18 @@ def seed_everything(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when available, else the CPU) or a torch device name; an unknown name or an
+    unavailable CUDA device is a one-line UserError."""
+    if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"device {name!r} is not a torch device (cpu, cuda, cuda:1, auto)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {name}: CUDA is not available on this machine")
+    return device
 
 
 def minibatches(n: int, batch_size: int, generator: torch.Generator, device: torch.device,

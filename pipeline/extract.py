@@ -45,6 +45,7 @@ from rich.text import Text
 from torch.utils.data import DataLoader
 
 from mmpipe.adapters.data import feature_name
+from mmpipe.adapters.training import resolve_device
 from mmpipe.pipeline.datasets import DATASETS
 from mmpipe.pipeline.encoders.base import Encoder
 from mmpipe.store.errors import UserError
@@ -71,18 +72,6 @@ class ExtractResult:
     chunks_resumed: int = 0  # finished chunks found from an interrupted run, not recomputed
     chunks_computed: int = 0
     failures: list[dict[str, Any]] = field(default_factory=list)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"--device {name!r} is not a torch device (cpu, cuda, cuda:1, auto)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {name}: CUDA is not available on this machine")
-    return device
 
 
 def choose_modality(manifest: Manifest, kind: str, requested: str | None) -> Modality:

@@ -131,7 +131,7 @@ def test_bad_directories_exit_2_with_one_line(tmp_path, tiny_weights, problem): 
 
 
 def test_unknown_set_key_and_layer_are_user_errors(tmp_path, tiny_weights):  # noqa: F811
-    data = _audio_tree(tmp_path / "data", 2)
+    data = _audio_tree(tmp_path / "data", 3)  # three groups: one per split
     base = ["--encoder", "wavlm", "--data-dir", str(data), "--weights", str(tiny_weights("wavlm"))]
     assert "unknown --set key" in _cli(tmp_path / "s", *base, "--set", "nope=1").output
     bad_layer = _cli(tmp_path / "s", *base, "--set", "modalities=audio:audio", "--layers", "9")
@@ -284,7 +284,7 @@ def test_a_label_owner_naming_no_modality_exits_2_in_one_line(tmp_path, tiny_wei
 
 
 def test_modalities_are_set_on_the_command_line(tmp_path, tiny_weights):  # noqa: F811
-    data = make_three_modality_tree(tmp_path / "data", n=3)
+    data = make_three_modality_tree(tmp_path / "data", n=5)  # three groups
     result = _cli(tmp_path / "store", "--encoder", "wavlm", "--data-dir", str(data), "--weights",
                   str(tiny_weights("wavlm")), "--set", "modalities=video:video,audio:audio,text:text",
                   "--set", "modality=audio", "--workers", "0")

@@ -28,11 +28,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from mmpipe.pipeline.datasets.base import DATASETS, Dataset
-from mmpipe.pipeline.datasets.splits import check_fractions, random_split
+from mmpipe.pipeline.datasets.splits import check_fractions, group_split, random_split
 from mmpipe.store.errors import UserError
 from mmpipe.store.manifest import OWNERS_BESIDE_MODALITIES, SPLITS, LabelSpec, Manifest, Modality
 
@@ -118,13 +117,6 @@ def _label_specs(table: pd.DataFrame, declared: tuple[str, ...], modalities: tup
     return tuple(specs[c] for c in table.columns if c in specs)
 
 
-def _group_split(groups: pd.Series, train: float, val: float, seed: int) -> np.ndarray:
-    """Whole groups go to one split: the random split is drawn over the distinct groups."""
-    names = pd.unique(groups.astype(str))
-    assignment = dict(zip(names, random_split(len(names), train, val, seed), strict=True))
-    return groups.astype(str).map(assignment).to_numpy()
-
-
 @DATASETS.register("folder")
 class Folder(Dataset):
     name = "folder"
@@ -171,7 +163,8 @@ class Folder(Dataset):
         else:
             check_fractions(config.train_frac, config.val_frac)
             if has_group:
-                table["split"] = _group_split(table["group"], config.train_frac, config.val_frac, config.seed)
+                table["split"] = group_split(table["group"].astype(str).to_numpy(), config.train_frac, config.val_frac,
+                                             config.seed)
                 protocol = f"group-disjoint random {config.train_frac:.0%}/{config.val_frac:.0%}/rest, seed {config.seed}"
             else:
                 table["split"] = random_split(len(table), config.train_frac, config.val_frac, config.seed)
