@@ -50,7 +50,7 @@ def simulate(
         result = run_simulation(store, dataset, config, dtype=dtype)
     for entry in result.entries.values():
         state = "written" if entry.name in result.created else "already stored, nothing to do"
-        err.print(f"{entry.name}: {entry.shape[0]} × {entry.shape[1]} {entry.meta['dtype']} "
+        err.print(f"{entry.name}: {' × '.join(map(str, entry.shape))} {entry.meta['dtype']} "
                   f"[{entry.fingerprint[:12]}] {state}", markup=False, highlight=False)
     out.print(f"{dataset} manifest {result.manifest_version} in {store.root}", markup=False, highlight=False)
 
