@@ -3,8 +3,8 @@
 - :func:`pca_scatter`: 2-D PCA of each component, coloured by each label (paper Figures 2–3): one
   row per label, one column per component. PCA is fitted on the valid train rows of the component
   and the test rows are drawn (at most ``max_points``), so the picture shows held-out samples.
-- :func:`rank_trajectory`: the rank of each subspace over epochs (``record["rank_history"]``),
-  with the stage boundaries of ``record["stage_history"]`` as dashed lines.
+- :func:`rank_trajectory`: the rank of each subspace over epochs (``RunRecord.history["rank_history"]``),
+  with the stage boundaries of ``history["stage_history"]`` as dashed lines.
 """
 
 from __future__ import annotations
@@ -97,7 +97,7 @@ def rank_components(history: list[dict]) -> list[str]:
 
 
 def rank_trajectory(run: RunEntry, out: Path) -> Path:
-    history = run.record.get("rank_history") or []
+    history = run.record.history.get("rank_history") or []
     if not history:
         raise UserError(f"run {run.run_id} records no rank history (method {run.method} does not prune ranks)")
     components = rank_components(history)
@@ -108,7 +108,7 @@ def rank_trajectory(run: RunEntry, out: Path) -> Path:
         ax.step(epochs, [h[component] for h in history], where="post", label=component, linewidth=1.8,
                 linestyle=("-", "--", ":", "-.")[index % 4])
     top = max(max(h[c] for c in components) for h in history)
-    for stage in run.record.get("stage_history") or []:
+    for stage in run.record.history.get("stage_history") or []:
         ax.axvline(stage["start_epoch"], color="grey", linestyle="--", linewidth=0.9)
         ax.text(stage["start_epoch"], top * 1.02, f" {stage['stage']}", fontsize=8, va="bottom", color="dimgrey")
     ax.set_xlabel("epoch")
@@ -135,6 +135,6 @@ def plot_run(run: RunEntry, manifest: Manifest, out_dir: Path, fmt: str = "png",
     _check_format(fmt)
     out_dir = Path(out_dir)
     written = [pca_scatter(run, manifest, out_dir / f"{run.run_id}-pca.{fmt}", components=components, labels=labels)]
-    if run.record.get("rank_history"):
+    if run.record.history.get("rank_history"):
         written.append(rank_trajectory(run, out_dir / f"{run.run_id}-ranks.{fmt}"))
     return written

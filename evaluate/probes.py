@@ -15,6 +15,9 @@ Protocol, for every (component, label) of a run:
 - k-shot (optional, categorical only): the same, fitted on k train examples per class (seeded),
   metric ``accuracy_<k>shot``.
 
+Every metric is a name of the metrics registry (`evaluate/metrics.py`), whose docstrings state
+each rule exactly; :func:`score` computes through it.
+
 Only :func:`score` ever sees test labels: fitting and selection go through
 :func:`fit_categorical` / :func:`fit_continuous`, which take train and val data and return a
 model that predicts from test *features*. Splits come from the manifest (group-disjoint where the
@@ -31,8 +34,8 @@ import numpy as np
 import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import silhouette_score
 
+from mmpipe.evaluate import metrics
 from mmpipe.store.errors import UserError
 from mmpipe.store.manifest import LabelSpec, Manifest
 from mmpipe.store.results import ProbeRow
@@ -173,23 +176,13 @@ def _ridge_path(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarr
 
 # -- scoring: the only place that sees test labels --------------------------------------------------
 def score(metric: str, y_test: np.ndarray, prediction: np.ndarray) -> float:
-    if metric == "mse":
-        return float(np.mean((prediction.astype(np.float64) - y_test.astype(np.float64)) ** 2))
-    if metric == "accuracy" or metric.startswith("accuracy_"):
-        return float(np.mean(prediction == y_test))
-    raise ValueError(f"unknown metric {metric!r}")
+    """The registered ``metric`` of a prediction on the test rows."""
+    return metrics.metric(metric).compute(y_test, prediction)
 
 
 def silhouette(x_test: np.ndarray, y_test: np.ndarray, max_rows: int, seed: int) -> float | None:
-    """Mean silhouette of the test features grouped by the test labels (None if < 2 classes)."""
-    if len(np.unique(y_test)) < 2 or len(y_test) < 3:
-        return None
-    if len(y_test) > max_rows:
-        keep = np.random.default_rng(seed).choice(len(y_test), max_rows, replace=False)
-        x_test, y_test = x_test[keep], y_test[keep]
-        if len(np.unique(y_test)) < 2:
-            return None
-    return float(silhouette_score(x_test, y_test))
+    """The registered silhouette of the test features grouped by the test labels (None if undefined)."""
+    return metrics.metric(metrics.SILHOUETTE).compute(x_test, y_test, max_rows, seed)
 
 
 # -- orchestration -----------------------------------------------------------------------------
@@ -258,7 +251,7 @@ def _probe_categorical(z, component, train, val, test, labels, manifest, config,
         shots = [None, *config.k_shot]
         for k in shots:
             rows_tr = tr if k is None else _k_shot_rows(y, tr, k, config.seed)
-            metric = "accuracy" if k is None else f"accuracy_{k}shot"
+            metric = metrics.ACCURACY if k is None else metrics.k_shot_name(k)
             present = np.unique(y[rows_tr])
             if len(present) < 2:
                 problem = f"only one class ({data.classes[present[0]]!r}) in train" if len(present) \
@@ -276,7 +269,7 @@ def _probe_categorical(z, component, train, val, test, labels, manifest, config,
             if k is None:
                 sil = silhouette(z[te], y[te], config.silhouette_max, config.seed)
                 if sil is not None:
-                    outcome.rows.append(ProbeRow(run_id, component, data.spec.name, "silhouette", sil,
+                    outcome.rows.append(ProbeRow(run_id, component, data.spec.name, metrics.SILHOUETTE, sil,
                                                  f"{manifest.split_protocol}; silhouette of train-standardised "
                                                  f"test features by label", n_train, n_test))
 
@@ -311,19 +304,17 @@ def _probe_continuous(z, component, train, val, test, labels, manifest, config, 
         if not te.any():
             outcome.skipped.append(f"{component} × {data.spec.name}: no labelled test rows; not scored")
             continue
-        value = score("mse", y[test, j][te], prediction[te, column])
-        outcome.rows.append(ProbeRow(run_id, component, data.spec.name, "mse", value, protocol,
+        value = score(metrics.MSE, y[test, j][te], prediction[te, column])
+        outcome.rows.append(ProbeRow(run_id, component, data.spec.name, metrics.MSE, value, protocol,
                                      int((train & data.observed).sum()), int(te.sum())))
 
 
 def probe_run(store: Store, run: RunEntry, config: ProbeConfig = ProbeConfig(),
               labels: Sequence[str] | None = None, components: Sequence[str] | None = None) -> ProbeOutcome:
-    """Probe one stored run against its dataset's manifest."""
+    """Probe one stored run against the labels of the manifest it was trained on."""
     record = run.record
-    dataset = record.get("dataset")
-    if not dataset:
-        raise UserError(f"run {run.run_id} records no dataset; cannot find its labels")
-    manifest = store.manifest(dataset, record.get("manifest_version"))
+    dataset = record.dataset
+    manifest = store.manifest(dataset, record.manifest_version)
     arrays = {k: v.numpy() for k, v in run.components(list(components) if components else None).items()}
     valid = run.valid()
     if len(valid) != len(manifest):

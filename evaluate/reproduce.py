@@ -8,26 +8,36 @@ Baselines are sized by the MultiLoReFT run of the same dataset and seed fitted h
 A method may carry per-dataset settings (``DATASET_SETTINGS``, the analogue of a paper's
 per-dataset hyperparameters); every fit of it on that dataset, ablations included, gets them.
 
-Marks, ours against the paper's mean ± std: ``within`` when |ours − paper| ≤ max(std, 0.0005)
-(numbers are printed to three decimals), else ``better`` / ``worse`` in the metric's direction
-(Δ: larger is better); in a component that should not carry the label, ``leaks more`` /
-``leaks less``; ranks are ``higher`` / ``lower``.
+Marks, ours against the paper's mean ± std: ``within`` by the one rule of
+`evaluate/reference.py` (|ours − paper| ≤ max(std, 0.0005); numbers are printed to three
+decimals), else ``better`` / ``worse`` in the metric's direction (Δ: larger is better); in a
+component that should not carry the label (its owner read from the manifest's labels in the
+results DB), ``leaks more`` / ``leaks less``; ranks are ``higher`` / ``lower``.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from mmpipe.adapters.components import FUSED, shared_part, specific
 from mmpipe.adapters.fit import fit_runs
 from mmpipe.adapters.registry import METHODS
 from mmpipe.adapters.sizes import sizes_of_run
-from mmpipe.evaluate.delta import delta, higher_is_better, mean_std
+from mmpipe.evaluate.delta import (
+    JOINT_OWNER,
+    carries,
+    decoupling_components,
+    delta,
+    mean_std,
+    owner_component,
+)
+from mmpipe.evaluate.metrics import higher_is_better
 from mmpipe.evaluate.probes import ProbeConfig, probe_run
-from mmpipe.evaluate.reference import PaperValue, paper_values
+from mmpipe.evaluate.reference import DELTA, RANK, PaperValue, paper_values, within
 from mmpipe.evaluate.results import paper_row_of, save_probes
 from mmpipe.evaluate.tables import Cell, HeaderGroup, Table, format_mean_std
 from mmpipe.store.errors import UserError
@@ -35,8 +45,9 @@ from mmpipe.store.results import fetch, reading
 from mmpipe.store.root import Store
 from mmpipe.store.runs import RunEntry
 
-DECOUPLING = ("z_s", "z_m1", "z_m2")
-SPLIT4 = ("z_s1", "z_s2", "z_m1", "z_m2")
+SIM_MODALITIES = ("m1", "m2")  # the modalities of Simulation I and II, the datasets of these tables
+DECOUPLING = decoupling_components(SIM_MODALITIES)  # z_s, z_m1, z_m2
+SPLIT4 = (*(shared_part(m) for m in SIM_MODALITIES), *(specific(m) for m in SIM_MODALITIES))  # z_s_m1 ... z_m2
 Progress = Callable[[str], None]
 
 
@@ -71,7 +82,7 @@ SPECS: dict[str, TableSpec] = {s.key: s for s in (
               (("multiloreft", ()), ("drimu", ()), ("apollo", ())), DECOUPLING, with_delta=True),
     TableSpec("table3a", "Table 3a: fused representations, Simulation I joint label", ("sim1",),
               (("multiloreft", ()), ("apollo", ()), ("drimu", ()), ("late-fusion", ()), ("cross-attention", ()),
-               ("contrastive", ()), ("mult-interactions", ()), ("inputs", ())), ("fused",), extra_rows=("inputs",),
+               ("contrastive", ()), ("mult-interactions", ()), ("inputs", ())), (FUSED,), extra_rows=("inputs",),
               companions=("modalities",)),  # Table 3b is a figure: h_i vs c_i vs Φ_i, ours only
     TableSpec("table4", "Table 4: baselines sized to the input dimensionality", ("sim1", "sim2"),
               (("apollo", (("size", "input"),)), ("drimu", (("size", "input"),))), SPLIT4),
@@ -81,7 +92,7 @@ SPECS: dict[str, TableSpec] = {s.key: s for s in (
     TableSpec("table6", "Table 6: loss-term ablations", ("sim1", "sim2"),
               (("multiloreft", ()), *(("multiloreft", (change,)) for change in ABLATIONS6)), DECOUPLING,
               with_delta=True),
-    TableSpec("table7", "Table 7: ranks learned by MultiLoReFT", ("sim1", "sim2"), (("multiloreft", ()),), ("rank",)),
+    TableSpec("table7", "Table 7: ranks learned by MultiLoReFT", ("sim1", "sim2"), (("multiloreft", ()),), (RANK,)),
 )}
 
 
@@ -156,9 +167,28 @@ class Ours:
     n: int
 
 
-def our_values(store: Store, runs: list[RunEntry]) -> dict[tuple[str, str, str, str, str], Ours]:
-    """(dataset, variant, component, label, metric) → mean ± std over seeds of exactly ``runs``;
-    component "delta" per seed first; "rank" from the run records."""
+@dataclass(frozen=True)
+class OurValues(Mapping):
+    """(dataset, paper row, component, label, metric) → our mean ± std over seeds, with what the
+    marks need to know about the labels and runs behind them."""
+
+    by_key: dict[tuple[str, str, str, str, str], Ours]
+    owners: dict[tuple[str, str], str]  # (dataset, label) → owner, from the manifests (labels table)
+    modalities: dict[str, tuple[str, ...]]  # dataset → the modalities of its runs
+
+    def __getitem__(self, key: tuple[str, str, str, str, str]) -> Ours:
+        return self.by_key[key]
+
+    def __iter__(self) -> Iterator[tuple[str, str, str, str, str]]:
+        return iter(self.by_key)
+
+    def __len__(self) -> int:
+        return len(self.by_key)
+
+
+def our_values(store: Store, runs: list[RunEntry]) -> OurValues:
+    """(dataset, paper row, component, label, metric) → mean ± std over seeds of exactly ``runs``;
+    component "delta" per seed first (`evaluate/delta.py`); "rank" from the run records."""
     ids = [r.run_id for r in runs]
     with reading(store.results_db) as conn:
         rows = fetch(conn, "SELECT run_id, component, label, metric, value FROM probes WHERE list_contains(?, run_id)",
@@ -168,51 +198,41 @@ def our_values(store: Store, runs: list[RunEntry]) -> dict[tuple[str, str, str, 
     values: dict[tuple, list[float]] = defaultdict(list)
     scores: dict[tuple, dict[str, float]] = defaultdict(dict)  # (run, label, metric) → component → value
     for row in rows:
-        run = by_run[row["run_id"]]
-        dataset, variant = run.record["dataset"], paper_row_of(run.record)
-        values[(dataset, variant, row["component"], row["label"], row["metric"])].append(row["value"])
+        record = by_run[row["run_id"]].record
+        values[(record.dataset, paper_row_of(record), row["component"], row["label"], row["metric"])].append(row["value"])
         scores[(row["run_id"], row["label"], row["metric"])][row["component"]] = row["value"]
     for (run_id, label, metric), by_component in scores.items():
-        run = by_run[run_id]
-        dataset = run.record["dataset"]
-        owner = owners.get((dataset, label))
-        if metric in ("accuracy", "mse") and owner is not None:
-            value = delta(owner, metric, by_component)
+        record = by_run[run_id].record
+        owner = owners.get((record.dataset, label))
+        if owner is not None:
+            value = delta(owner, metric, by_component, record.modalities)
             if value is not None:
-                values[(dataset, paper_row_of(run.record), "delta", label, metric)].append(value)
+                values[(record.dataset, paper_row_of(record), DELTA, label, metric)].append(value)
+    modalities: dict[str, list[str]] = defaultdict(list)
     for run in runs:
-        for component, rank in (run.record.get("ranks") or {}).items():
-            values[(run.record["dataset"], paper_row_of(run.record), component, "rank", "rank")].append(rank["final"])
+        record = run.record
+        modalities[record.dataset] += [m for m in record.modalities if m not in modalities[record.dataset]]
+        for component, rank in (record.ranks or {}).items():
+            values[(record.dataset, paper_row_of(record), component, RANK, RANK)].append(rank["final"])
     out = {}
     for key, series in values.items():
         summary = mean_std([float(v) for v in series])
         out[key] = Ours(summary.mean, summary.std, summary.n)
-    return out
+    return OurValues(out, owners, {d: tuple(m) for d, m in modalities.items()})
 
 
-# owners of the Simulation I/II labels the tables show (pipeline/datasets/sim1.py, sim2.py)
-OWNER = {("sim1", "y_s"): "shared", ("sim1", "y_m1"): "m1", ("sim1", "y_m2"): "m2", ("sim1", "y_cond"): "joint",
-         ("sim2", "z1"): "shared", ("sim2", "z3"): "m1"}
-OWNING = {"shared": ("z_s", "z_s1", "z_s2"), "m1": ("z_m1",), "m2": ("z_m2",)}
-
-
-def owns(component: str, dataset: str, label: str) -> bool:
-    """Whether ``component`` should carry ``label`` (Δ, fused and ranks count as owning)."""
-    owner = OWNER.get((dataset, label))
-    return owner not in OWNING or component not in DECOUPLING + SPLIT4 or component in OWNING[owner]
-
-
-def mark(ours: float, paper: PaperValue) -> str:
+def mark(ours: float, paper: PaperValue, owner: str | None = None, modalities: Sequence[str] = SIM_MODALITIES) -> str:
     """within / better / worse (higher / lower for ranks), see the module docstring. A component
-    that should *not* carry the label is marked ``leaks more`` / ``leaks less`` instead: scoring
-    better there means more leakage, not a better method."""
-    if abs(ours - paper.mean) <= max(paper.std, 0.0005):
+    that should *not* carry the label (``owner``, from the manifest; None: unknown, no such mark)
+    is marked ``leaks more`` / ``leaks less`` instead: scoring better there means more leakage,
+    not a better method."""
+    if within(ours, paper.mean, paper.std):
         return "within"
-    if paper.metric == "rank":
+    if paper.metric == RANK:
         return "higher" if ours > paper.mean else "lower"
-    larger_is_better = paper.component == "delta" or higher_is_better(paper.metric)
+    larger_is_better = paper.component == DELTA or higher_is_better(paper.metric)
     improved = (ours > paper.mean) == larger_is_better
-    if not owns(paper.component, paper.dataset, paper.label):
+    if owner is not None and not carries(paper.component, owner, modalities):
         return "leaks more" if improved else "leaks less"
     return "better" if improved else "worse"
 
@@ -224,27 +244,28 @@ def _columns(papers: list[PaperValue]) -> list[tuple[str, str, str]]:
     return list(seen)
 
 
-def comparison_table(spec: TableSpec, ours: dict[tuple, Ours]) -> Table:
+def comparison_table(spec: TableSpec, ours: OurValues) -> Table:
     """Rows variant × component (+ Δ); two columns per label: ours [mark] and the paper's."""
     papers = paper_values(spec.key)
     paper_of = {(p.dataset, p.row, p.component, p.label, p.metric): p for p in papers}
     columns = _columns(papers)
     variants = list(dict.fromkeys([p.row for p in papers] + list(spec.extra_rows)))
-    components = list(spec.components) + (["delta"] if spec.with_delta else [])
+    components = list(spec.components) + ([DELTA] if spec.with_delta else [])
     if spec.key == "table7":
         components = list(DECOUPLING)
     rows, rule_before = [], set()
     for variant in variants:
         rule_before.add(len(rows))
         for index, component in enumerate(components):
-            row = [Cell(variant if index == 0 else ""), Cell("Δ" if component == "delta" else component)]
+            row = [Cell(variant if index == 0 else ""), Cell("Δ" if component == DELTA else component)]
             for dataset, label, metric in columns:
                 found = ours.get((dataset, variant, component, label, metric))
                 paper = paper_of.get((dataset, variant, component, label, metric))
-                digits = 2 if metric == "rank" else 3
+                digits = 2 if metric == RANK else 3
                 text = "—" if found is None else format_mean_std(found.mean, found.std, digits)
                 if found is not None and paper is not None:
-                    text += f" [{mark(found.mean, paper)}]"
+                    modalities = ours.modalities.get(dataset, SIM_MODALITIES)
+                    text += f" [{mark(found.mean, paper, ours.owners.get((dataset, label)), modalities)}]"
                 row += [Cell(text), Cell("—" if paper is None else format_mean_std(paper.mean, paper.std, digits))]
             rows.append(row)
     headers, groups = ["Model", "Rep."], [HeaderGroup("", 2)]
@@ -259,27 +280,29 @@ def comparison_table(spec: TableSpec, ours: dict[tuple, Ours]) -> Table:
     return Table(spec.key, spec.title, caption, headers, rows, groups, frozenset(rule_before), notes)
 
 
-def pattern_lines(spec: TableSpec, ours: dict[tuple, Ours]) -> list[str]:
+def pattern_lines(spec: TableSpec, ours: OurValues) -> list[str]:
     """Per label: which methods carry it best in the component that owns it, and which method has
     the largest Δ — ours and the paper's (the paper's claims in §5.1)."""
     if spec.key not in ("table1", "table5", "table6"):
         return []
     papers = paper_values(spec.key)
-    owner_component = {key: OWNING[owner][0] for key, owner in OWNER.items() if owner in OWNING}
     variants = list(dict.fromkeys(p.row for p in papers))
     lines = []
     for dataset, label, metric in _columns(papers):
-        right = owner_component[(dataset, label)]
+        right = owner_component(ours.owners.get((dataset, label), JOINT_OWNER))
+        if right is None:
+            continue
+        decoupled = decoupling_components(ours.modalities.get(dataset, SIM_MODALITIES))
         mine = {(v, c): o.mean for (d, v, c, la, m), o in ours.items() if (d, la, m) == (dataset, label, metric)}
         theirs = {(p.row, p.component): p.mean for p in papers if (p.dataset, p.label, p.metric)
                   == (dataset, label, metric)}
-        ours_ok = [v for v in variants if _meets(mine, v, right, higher_is_better(metric))]
-        paper_ok = [v for v in variants if _meets(theirs, v, right, higher_is_better(metric))]
+        ours_ok = [v for v in variants if _meets(mine, v, right, decoupled, higher_is_better(metric))]
+        paper_ok = [v for v in variants if _meets(theirs, v, right, decoupled, higher_is_better(metric))]
         line = (f"{dataset} {label}: right component ({right}) best — ours: {', '.join(ours_ok) or 'none'}; "
                 f"paper: {', '.join(paper_ok) or 'none'}")
         if spec.with_delta:
-            ours_delta = {v: mine[(v, "delta")] for v in variants if (v, "delta") in mine}
-            paper_delta = {v: theirs[(v, "delta")] for v in variants if (v, "delta") in theirs}
+            ours_delta = {v: mine[(v, DELTA)] for v in variants if (v, DELTA) in mine}
+            paper_delta = {v: theirs[(v, DELTA)] for v in variants if (v, DELTA) in theirs}
             if ours_delta and paper_delta:
                 line += (f". Largest Δ — ours: {max(ours_delta, key=ours_delta.get)}; "
                          f"paper: {max(paper_delta, key=paper_delta.get)}")
@@ -287,9 +310,10 @@ def pattern_lines(spec: TableSpec, ours: dict[tuple, Ours]) -> list[str]:
     return lines
 
 
-def _meets(values: dict[tuple[str, str], float], variant: str, right: str, higher: bool) -> bool:
-    """The owning component scores best (ties at three decimals count)."""
-    scores = [values.get((variant, c)) for c in DECOUPLING]
+def _meets(values: dict[tuple[str, str], float], variant: str, right: str, decoupled: Sequence[str],
+           higher: bool) -> bool:
+    """The owning component scores best among ``decoupled`` (ties at three decimals count)."""
+    scores = [values.get((variant, c)) for c in decoupled]
     if any(v is None for v in scores):
         return False
     best = max(scores) if higher else min(scores)

@@ -1,42 +1,38 @@
-"""Turn a run and its probe outcome into results-DB rows, and write them.
+"""Turn a run and its probe outcome into results-DB rows, and write them (with the views).
 
-A run's *variant* is how tables name it: the method, plus its ablation when the run's config
-marks one (``config["ablation"]``, a short name such as ``"no pruning"`` or a list of them),
-e.g. ``multiloreft (no pruning)``, plus any other non-default settings the run records
-(``record["settings"]``), e.g. ``multiloreft [temperature=0.2]``. Ablations and other
-hyperparameters are thus never averaged with the full model.
+A run's *variant* is how tables name it, derived from its typed record and never parsed back:
+the method, plus its ablation when the record names one (``RunRecord.ablation``, e.g.
+``multiloreft (no pruning)``), plus its other non-default settings (``RunRecord.settings``,
+e.g. ``multiloreft [temperature=0.2]``). The DB keeps ``method``, ``ablation`` and ``settings``
+as columns of their own; every grouping uses those.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from pathlib import Path
 from typing import Any
 
 from mmpipe.evaluate.probes import ProbeOutcome
+from mmpipe.evaluate.reference import paper_row
+from mmpipe.evaluate.views import create_views, ensure_views
 from mmpipe.store.manifest import Manifest
-from mmpipe.store.results import LabelRow, RunRow, write_probes
+from mmpipe.store.results import LabelRow, QueryResult, RunRow, replace_probes, replace_run, writing
+from mmpipe.store.results import query as store_query
 from mmpipe.store.root import Store
-from mmpipe.store.runs import RunEntry
+from mmpipe.store.runs import RunEntry, RunRecord
 
 
-def ablation_of(record: dict[str, Any]) -> str | None:
-    value = (record.get("config") or {}).get("ablation", record.get("ablation"))
-    if not value:
-        return None
-    return ", ".join(map(str, value)) if isinstance(value, list | tuple) else str(value)
-
-
-def paper_row_of(record: dict[str, Any]) -> str:
+def paper_row_of(record: RunRecord) -> str:
     """``method`` or ``method (ablation)``: the row a run belongs to in one of the paper's tables."""
-    ablation = ablation_of(record)
-    return f"{record['method']} ({ablation})" if ablation else record["method"]
+    return paper_row(record.method, record.ablation)
 
 
-def variant_of(record: dict[str, Any]) -> str:
+def variant_of(record: RunRecord) -> str:
     """``paper_row_of`` plus ``[key=value, …]`` for the run's other non-default settings."""
     name = paper_row_of(record)
-    settings = record.get("settings") or {}
-    if settings:
-        name += " [" + ", ".join(f"{k}={_setting(v)}" for k, v in sorted(settings.items())) + "]"
+    if record.settings:
+        name += " [" + ", ".join(f"{k}={_setting(v)}" for k, v in sorted(record.settings.items())) + "]"
     return name
 
 
@@ -45,14 +41,29 @@ def _setting(value: Any) -> str:
 
 
 def run_row(run: RunEntry) -> RunRow:
-    return RunRow.from_record({**run.record, "run_id": run.run_id, "fingerprint": run.fingerprint}, variant_of(run.record))
+    record = dataclasses.replace(run.record, run_id=run.run_id, fingerprint=run.fingerprint)
+    return RunRow.from_record(record, variant_of(record))
 
 
 def label_rows(manifest: Manifest) -> list[LabelRow]:
     return [LabelRow(manifest.dataset, s.name, s.kind, s.owner) for s in manifest.labels]
 
 
+def _manifest(store: Store, run: RunEntry) -> Manifest:
+    return store.manifest(run.record.dataset, run.record.manifest_version)
+
+
 def save_probes(store: Store, run: RunEntry, outcome: ProbeOutcome) -> int:
     """Replace the run's rows in the results DB with this outcome (one short transaction)."""
-    manifest = store.manifest(run.record["dataset"], run.record.get("manifest_version"))
-    return write_probes(store.results_db, run_row(run), label_rows(manifest), outcome.rows)
+    labels = label_rows(_manifest(store, run))
+    with writing(store.results_db) as conn:
+        replace_run(conn, run_row(run), labels)
+        count = replace_probes(conn, run.run_id, outcome.rows)
+        create_views(conn)
+    return count
+
+
+def query(path: Path, sql: str) -> QueryResult:
+    """Read-only SQL over the results DB's tables and views (`mmpipe query`)."""
+    ensure_views(path)
+    return store_query(path, sql)

@@ -3,26 +3,20 @@ probe score is a row, so any table of the paper is a SQL query.
 
 Tables::
 
-    runs    (run_id, method, dataset, m1, m2, seed, fingerprint, config JSON, started_at, seconds,
-             n_params, ranks JSON, code_version, variant, data_version)
+    runs    (run_id, method, ablation, settings JSON, inputs JSON, dataset, data_version, seed,
+             fingerprint, config JSON, started_at, seconds, n_params, ranks JSON, code_version, variant)
     probes  (run_id, component, label, metric, value, protocol, n_train, n_test)
-    labels  (dataset, label, kind, owner)      -- the manifest's label metadata, which Δ needs
+    labels  (dataset, label, kind, owner)      -- the manifest's label metadata
 
-Views::
+A run row is the typed run record (``mmpipe.store.runs.RunRecord``): ``ablation`` (NULL for the
+full method), ``settings`` (its other non-default config fields, JSON with sorted keys) and
+``inputs`` (modality → feature entry, in the order the method saw them) are columns of their own;
+``variant`` is only a display name, derived from them by whoever writes the row, and nothing reads
+it back apart. ``data_version`` is the manifest version the run was trained on.
 
-    probe_summary (method, dataset, component, label, metric, mean, std, n_seeds, m1, m2, data_version)
-    delta_summary (method, dataset, label, metric, mean, std, n_seeds, m1, m2, data_version)
-
-``variant`` is the method name plus its ablation, e.g. ``multiloreft (no pruning)``; the views
-report it as ``method`` so an ablation is never averaged with the full model, and they also group
-by the two feature entries (m1, m2) and the manifest version (``data_version``), so runs on
-different encoders or different versions of a dataset are never mixed. ``std`` is
-the sample standard deviation over seeds (NULL for one seed).
-
-Δ (MultiLoReFT paper §5, Tables 1–2) is computed **per run (= per seed)**, then mean ± std:
-for a label owned by ``m1``/``m2``, Δ = score(z_m) − score(z_s); for a ``shared`` label,
-Δ = score(z_s) − mean(score(z_m1), score(z_m2)); for ``mse`` the sign is flipped so that a larger
-Δ is always better. ``joint`` labels have no Δ.
+This module holds the tables and their I/O only: it knows no component name and no metric. The
+views over them (per-setup summaries, Δ) are evaluation semantics and live in
+``mmpipe.evaluate.views``, which creates them in the same transactions.
 
 Concurrency: DuckDB lets one process hold a file for writing at a time, and a writer also blocks
 readers in other processes. Every write here is one short transaction on a fresh connection
@@ -39,52 +33,27 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import astuple, dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 
 from mmpipe.store.errors import UserError
 
-LOCK_TIMEOUT_S = 120.0
-HIGHER_IS_BETTER = {"accuracy": True, "silhouette": True, "mse": False}
+if TYPE_CHECKING:  # store.runs imports torch and zarr; a process that only writes rows needs neither
+    from mmpipe.store.runs import RunRecord
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS runs (
-    run_id VARCHAR PRIMARY KEY, method VARCHAR, dataset VARCHAR, m1 VARCHAR, m2 VARCHAR, seed INTEGER,
-    fingerprint VARCHAR, config JSON, started_at TIMESTAMP, seconds DOUBLE, n_params BIGINT, ranks JSON,
-    code_version VARCHAR, variant VARCHAR, data_version VARCHAR);
+LOCK_TIMEOUT_S = 120.0
+
+RUN_COLUMNS = """run_id VARCHAR PRIMARY KEY, method VARCHAR, ablation VARCHAR, settings JSON, inputs JSON,
+    dataset VARCHAR, data_version VARCHAR, seed INTEGER, fingerprint VARCHAR, config JSON, started_at TIMESTAMP,
+    seconds DOUBLE, n_params BIGINT, ranks JSON, code_version VARCHAR, variant VARCHAR"""
+SCHEMA = f"""
+CREATE TABLE IF NOT EXISTS runs ({RUN_COLUMNS});
 CREATE TABLE IF NOT EXISTS probes (
     run_id VARCHAR, component VARCHAR, label VARCHAR, metric VARCHAR, value DOUBLE, protocol VARCHAR,
     n_train INTEGER, n_test INTEGER);
 CREATE TABLE IF NOT EXISTS labels (
     dataset VARCHAR, label VARCHAR, kind VARCHAR, owner VARCHAR, PRIMARY KEY (dataset, label));
-CREATE OR REPLACE VIEW probe_summary AS
-SELECT r.variant AS method, r.dataset, p.component, p.label, p.metric,
-       avg(p.value) AS mean, stddev_samp(p.value) AS std, count(DISTINCT r.seed) AS n_seeds, r.m1, r.m2,
-       r.data_version
-FROM probes p JOIN runs r USING (run_id)
-GROUP BY r.variant, r.dataset, r.data_version, r.m1, r.m2, p.component, p.label, p.metric;
-CREATE OR REPLACE VIEW delta_per_run AS
-WITH parts AS (
-    SELECT p.run_id, r.variant, r.dataset, r.data_version, r.m1, r.m2, r.seed, p.label, p.metric, l.owner,
-           CASE WHEN p.metric = 'mse' THEN -1.0 ELSE 1.0 END AS sign,
-           max(p.value) FILTER (WHERE p.component = 'z_s') AS s,
-           max(p.value) FILTER (WHERE p.component = 'z_m1') AS m1_score,
-           max(p.value) FILTER (WHERE p.component = 'z_m2') AS m2_score
-    FROM probes p JOIN runs r USING (run_id) JOIN labels l ON l.dataset = r.dataset AND l.label = p.label
-    WHERE l.owner IN ('shared', 'm1', 'm2')
-    GROUP BY ALL)
-SELECT run_id, variant AS method, dataset, m1, m2, seed, label, metric, owner, data_version,
-       sign * CASE owner WHEN 'shared' THEN s - (m1_score + m2_score) / 2
-                         WHEN 'm1' THEN m1_score - s
-                         WHEN 'm2' THEN m2_score - s END AS delta
-FROM parts
-WHERE s IS NOT NULL AND (owner <> 'shared' OR (m1_score IS NOT NULL AND m2_score IS NOT NULL))
-  AND (owner <> 'm1' OR m1_score IS NOT NULL) AND (owner <> 'm2' OR m2_score IS NOT NULL);
-CREATE OR REPLACE VIEW delta_summary AS
-SELECT method, dataset, label, metric, avg(delta) AS mean, stddev_samp(delta) AS std,
-       count(DISTINCT seed) AS n_seeds, m1, m2, data_version
-FROM delta_per_run GROUP BY method, dataset, data_version, m1, m2, label, metric;
 """
 
 
@@ -104,11 +73,15 @@ class ProbeRow:
 
 @dataclass(frozen=True)
 class RunRow:
+    """A run's row: the typed run record, JSON fields as canonical text (field order = columns)."""
+
     run_id: str
     method: str
+    ablation: str | None
+    settings: str  # JSON object, sorted keys
+    inputs: str  # JSON object modality -> feature entry, in the method's order
     dataset: str
-    m1: str | None
-    m2: str | None
+    data_version: str | None  # the manifest version the run was trained on
     seed: int | None
     fingerprint: str
     config: str  # JSON text
@@ -117,19 +90,18 @@ class RunRow:
     n_params: int | None
     ranks: str | None  # JSON text
     code_version: str | None
-    variant: str
-    data_version: str | None = None  # the manifest version the run was trained on
+    variant: str  # display name, derived from (method, ablation, settings) by the caller
 
     @classmethod
-    def from_record(cls, record: dict[str, Any], variant: str) -> RunRow:
-        ranks = record.get("ranks")
-        return cls(run_id=record["run_id"], method=record["method"], dataset=record.get("dataset", ""),
-                   m1=record.get("m1"), m2=record.get("m2"), seed=record.get("seed"),
-                   fingerprint=record["fingerprint"], config=json.dumps(record.get("config", {}), sort_keys=True),
-                   started_at=record.get("started_at"), seconds=record.get("seconds"),
-                   n_params=record.get("n_params"), ranks=None if ranks is None else json.dumps(ranks),
-                   code_version=record.get("code_version"), variant=variant,
-                   data_version=record.get("manifest_version"))
+    def from_record(cls, record: RunRecord, variant: str) -> RunRow:
+        return cls(run_id=record.run_id, method=record.method, ablation=record.ablation,
+                   settings=json.dumps(record.settings, sort_keys=True, default=str),
+                   inputs=json.dumps(record.inputs), dataset=record.dataset, data_version=record.manifest_version,
+                   seed=record.seed, fingerprint=record.fingerprint,
+                   config=json.dumps(record.config, sort_keys=True, default=str), started_at=record.started_at,
+                   seconds=record.seconds, n_params=record.n_params,
+                   ranks=None if record.ranks is None else json.dumps(record.ranks),
+                   code_version=record.code_version, variant=variant)
 
 
 @dataclass(frozen=True)
@@ -144,6 +116,15 @@ def _is_lock_error(error: duckdb.Error) -> bool:
     return isinstance(error, duckdb.IOException) and "lock" in str(error).lower()
 
 
+def _is_being_created(error: duckdb.Error, path: Path) -> bool:
+    """Another process created the file a moment ago and has not written its header yet."""
+    try:
+        young = time.time() - Path(path).stat().st_mtime < 5.0
+    except OSError:
+        return False
+    return isinstance(error, duckdb.IOException) and "not a valid DuckDB database file" in str(error) and young
+
+
 def _connect(path: Path, *, read_only: bool, timeout_s: float = LOCK_TIMEOUT_S) -> duckdb.DuckDBPyConnection:
     """Connect, retrying while another process holds the file lock (jittered exponential backoff)."""
     deadline = time.monotonic() + timeout_s
@@ -152,7 +133,7 @@ def _connect(path: Path, *, read_only: bool, timeout_s: float = LOCK_TIMEOUT_S) 
         try:
             return duckdb.connect(str(path), read_only=read_only)
         except duckdb.Error as error:
-            if not _is_lock_error(error) or time.monotonic() > deadline:
+            if not (_is_lock_error(error) or _is_being_created(error, path)) or time.monotonic() > deadline:
                 raise
         time.sleep(delay * (0.5 + random.random()))
         delay = min(delay * 2, 0.5)
@@ -160,12 +141,16 @@ def _connect(path: Path, *, read_only: bool, timeout_s: float = LOCK_TIMEOUT_S) 
 
 @contextmanager
 def writing(path: Path, *, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A short write transaction on a fresh connection; the file lock is released on exit."""
+    """A short write transaction on a fresh connection; the file lock is released on exit.
+
+    A results DB whose ``runs`` table has other columns (written by an older mmpipe) is refused
+    in one line rather than misread."""
     conn = _connect(path, read_only=False, timeout_s=timeout_s)
     try:
         conn.execute(SCHEMA)
         conn.execute("BEGIN TRANSACTION")
         try:
+            check_schema(conn, path)
             yield conn
             conn.execute("COMMIT")
         except BaseException:
@@ -175,6 +160,15 @@ def writing(path: Path, *, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[duckdb
         conn.close()
 
 
+def check_schema(conn: duckdb.DuckDBPyConnection, path: Path) -> None:
+    columns = [row[0] for row in conn.execute("SELECT column_name FROM duckdb_columns() "
+                                              "WHERE table_name = 'runs' ORDER BY column_index").fetchall()]
+    expected = [f.name for f in fields(RunRow)]
+    if columns and columns != expected:
+        raise UserError(f"{path} was written by an older mmpipe (its runs table has columns {', '.join(columns)}); "
+                        f"delete it and probe the runs again (`mmpipe probe --all`)")
+
+
 def _insert(conn: duckdb.DuckDBPyConnection, table: str, rows: Iterable[Any]) -> None:
     rows = [astuple(r) for r in rows]
     if rows:
@@ -182,13 +176,9 @@ def _insert(conn: duckdb.DuckDBPyConnection, table: str, rows: Iterable[Any]) ->
         conn.executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
 
 
-def record_run(path: Path, run: RunRow, labels: Iterable[LabelRow] = ()) -> None:
-    """Insert or replace one run's row (e.g. when a fit finishes), without touching its probes."""
-    with writing(path) as conn:
-        _replace_run(conn, run, list(labels))
-
-
-def _replace_run(conn: duckdb.DuckDBPyConnection, run: RunRow, labels: list[LabelRow]) -> None:
+def replace_run(conn: duckdb.DuckDBPyConnection, run: RunRow, labels: Iterable[LabelRow] = ()) -> None:
+    """Inside a ``writing`` transaction: insert or replace one run's row and its dataset's labels."""
+    labels = list(labels)
     conn.execute("DELETE FROM runs WHERE run_id = ?", [run.run_id])
     _insert(conn, "runs", [run])
     for label in labels:
@@ -196,15 +186,20 @@ def _replace_run(conn: duckdb.DuckDBPyConnection, run: RunRow, labels: list[Labe
     _insert(conn, "labels", labels)
 
 
+def replace_probes(conn: duckdb.DuckDBPyConnection, run_id: str, rows: Iterable[ProbeRow]) -> int:
+    """Inside a ``writing`` transaction: replace every probe row of ``run_id``; returns how many."""
+    rows = list(rows)
+    conn.execute("DELETE FROM probes WHERE run_id = ?", [run_id])
+    _insert(conn, "probes", rows)
+    return len(rows)
+
+
 def write_probes(path: Path, run: RunRow, labels: Iterable[LabelRow], rows: Iterable[ProbeRow]) -> int:
     """Replace everything stored for ``run.run_id`` (its run row and all its probe rows) in one
     transaction, so re-probing a run never duplicates rows. Returns the number of probe rows."""
-    rows = list(rows)
     with writing(path) as conn:
-        _replace_run(conn, run, list(labels))
-        conn.execute("DELETE FROM probes WHERE run_id = ?", [run.run_id])
-        _insert(conn, "probes", rows)
-    return len(rows)
+        replace_run(conn, run, labels)
+        return replace_probes(conn, run.run_id, rows)
 
 
 # -- reading --------------------------------------------------------------------------------------
@@ -270,5 +265,3 @@ def fetch(conn: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = 
     columns = [d[0] for d in result.description]
     return [dict(zip(columns, row, strict=True)) for row in result.fetchall()]
 
-
-PROBE_COLUMNS = [f.name for f in fields(ProbeRow)]

@@ -52,7 +52,8 @@ def test_bad_input_exits_2_with_valid_values(store):
         (["probe", "nope-123"], f"run 'nope-123' is unknown; valid: {runs[0].run_id}"),
         (["probe"], "give run ids or --all"),
         (["probe", "--all", "--label", "zz"], "no label 'zz'; valid: y_s, y_m1, y_m2, y_cond"),
-        (["probe", "--all", "--component", "zz"], "no component 'zz'; valid: z_s1, z_s2, z_m1, z_m2, phi1, phi2, z_s, fused"),
+        (["probe", "--all", "--component", "zz"],
+         "no component 'zz'; valid: z_s_m1, z_s_m2, z_m1, z_m2, phi_m1, phi_m2, z_s, fused"),
         (["query", "SELECT 1"], "no results yet"),
         (["plot", "nope-1"], "is unknown; valid:"),
     ):

@@ -37,9 +37,12 @@ def test_rank_plot_needs_a_rank_history(store, tmp_path):
     manifest = store.manifest("sim1")
     parts = synthetic_components(manifest, 0)
     fusion = publish_synthetic(store, version, method="late_fusion", components={"fused": parts["fused"]})
+    import dataclasses
+
     from mmpipe.store.runs import RunEntry
 
-    bare = RunEntry(fusion.path, fusion.method, fusion.fingerprint, {**fusion.record, "rank_history": []}, fusion.key)
+    record = dataclasses.replace(fusion.record, history={})
+    bare = RunEntry(fusion.path, fusion.method, fusion.fingerprint, record, fusion.key)
     with pytest.raises(UserError, match="records no rank history"):
         rank_trajectory(bare, tmp_path / "r.png")
     assert [p.name for p in plot_run(bare, manifest, tmp_path)] == [f"{bare.run_id}-pca.png"]

@@ -5,7 +5,7 @@ import pytest
 
 from mmpipe.evaluate import probes
 from mmpipe.evaluate.probes import ProbeConfig, fit_categorical, fit_continuous, probe_components, probe_run
-from mmpipe.store.manifest import LabelSpec, Manifest
+from mmpipe.store.manifest import LabelSpec, Manifest, Modality
 from tests.evalruns import publish_synthetic, simulate_sim1, synthetic_components
 
 
@@ -27,14 +27,14 @@ def test_built_in_label_scores_near_perfect_and_noise_near_chance(sim):
     outcome = probe_run(store, publish_synthetic(store, version, seed=0))
     acc, mse = _scores(outcome, "accuracy"), _scores(outcome, "mse")
     assert acc[("z_s", "y_s")] > 0.97 and acc[("fused", "y_s")] > 0.97
-    for noise in ("phi1", "phi2", "z_m1", "z_m2"):  # 4 balanced classes: chance is 0.25
+    for noise in ("phi_m1", "phi_m2", "z_m1", "z_m2"):  # 4 balanced classes: chance is 0.25
         assert 0.12 < acc[(noise, "y_s")] < 0.40, noise
     variance = store.manifest("sim1").table.query("split == 'test'")["y_m1"].var()
     assert mse[("z_m1", "y_m1")] < 0.1 * variance
-    assert mse[("phi1", "y_m1")] > 0.8 * variance  # noise explains nothing: MSE ≈ label variance
+    assert mse[("phi_m1", "y_m1")] > 0.8 * variance  # noise explains nothing: MSE ≈ label variance
     assert mse[("z_m2", "y_m2")] < mse[("z_s", "y_m2")] / 10
     sil = _scores(outcome, "silhouette")
-    assert sil[("z_s", "y_s")] > 0.5 > abs(sil[("phi1", "y_s")])
+    assert sil[("z_s", "y_s")] > 0.5 > abs(sil[("phi_m1", "y_s")])
     assert not outcome.skipped
     rows = [r for r in outcome.rows if r.component == "z_s"]
     assert all(r.protocol.startswith("random 70%/15%/rest split, seed 0") for r in rows)
@@ -55,7 +55,7 @@ def test_no_leakage_fitting_and_selection_never_see_test_rows(sim, monkeypatch):
     manifest = store.manifest("sim1")
     test_rows = manifest.split_mask("test")
     components = synthetic_components(manifest, seed=3)
-    # a unique fingerprint per row: the standardised first coordinate of z_s1 is continuous, so distinct
+    # a unique fingerprint per row: the standardised first coordinate of z_s_m1 is continuous, so distinct
     seen: list[np.ndarray] = []
     scored: list[np.ndarray] = []
 
@@ -69,11 +69,11 @@ def test_no_leakage_fitting_and_selection_never_see_test_rows(sim, monkeypatch):
     monkeypatch.setattr(probes, "fit_categorical", spy(probes.fit_categorical))
     monkeypatch.setattr(probes, "fit_continuous", spy(probes.fit_continuous))
     monkeypatch.setattr(probes, "score", lambda m, y, p: scored.append(np.asarray(y)) or real_score(m, y, p))
-    only = {"z_s1": components["z_s1"]}
+    only = {"z_s_m1": components["z_s_m1"]}
     labels = probes.label_data(manifest)
     probe_components(only, np.ones(len(manifest), bool), manifest, labels, ProbeConfig(k_shot=(3,)), "r")
-    standardised = probes.Standardiser.fit(components["z_s1"][manifest.split_mask("train")].astype(np.float64))
-    test_keys = {tuple(np.round(v, 9)) for v in standardised(components["z_s1"][test_rows].astype(np.float64))}
+    standardised = probes.Standardiser.fit(components["z_s_m1"][manifest.split_mask("train")].astype(np.float64))
+    test_keys = {tuple(np.round(v, 9)) for v in standardised(components["z_s_m1"][test_rows].astype(np.float64))}
     assert seen and scored
     for block in seen:
         assert not ({tuple(np.round(v, 9)) for v in block} & test_keys)
@@ -128,7 +128,7 @@ def test_single_class_in_train_is_reported_and_others_still_run():
                           "const": constant, "y": rng.integers(0, 2, n), "v": rng.normal(size=n)})
     labels = (LabelSpec("const", "categorical", "shared"), LabelSpec("y", "categorical", "m1"),
               LabelSpec("v", "continuous", "m2"))
-    manifest = Manifest("toy", table, labels, {}, "toy split")
+    manifest = Manifest("toy", table, labels, (Modality("m1", "features"), Modality("m2", "features")), "toy split")
     x = np.column_stack([table["y"].to_numpy() + 0.01 * rng.normal(size=n), rng.normal(size=n)])
     outcome = probe_components({"c": x}, np.ones(n, bool), manifest, probes.label_data(manifest), ProbeConfig(), "r")
     assert outcome.skipped == ["c × const (accuracy): only one class ('a') in train; not probed"]
@@ -160,3 +160,15 @@ def test_ridge_matches_closed_form_and_picks_alpha_on_val():
     xc = x - x.mean(0)
     w = np.linalg.solve(xc.T @ xc + a * np.eye(3), xc.T @ (y[:, 0] - y[:, 0].mean()))
     np.testing.assert_allclose(fitted.weights[:, 0], w, rtol=1e-6)
+
+
+def test_probe_run_reads_the_typed_record_and_its_own_manifest_version(store):
+    """Two versions of sim1 in the store: a run is probed against the one it was trained on."""
+    first = simulate_sim1(store, n=300).manifest_version
+    simulate_sim1(store, n=360)
+    run = publish_synthetic(store, first, seed=0)
+    assert run.record.manifest_version == first and run.record.modalities == ("m1", "m2")
+    outcome = probe_run(store, run, labels=["y_s"], components=["z_s"])
+    n_test = int((store.manifest("sim1", first).table["split"] == "test").sum())
+    assert {(r.component, r.label, r.metric, r.n_test) for r in outcome.rows} == \
+        {("z_s", "y_s", "accuracy", n_test), ("z_s", "y_s", "silhouette", n_test)}

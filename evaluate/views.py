@@ -1,0 +1,139 @@
+"""The results DB's views: per-setup summaries and Δ, in SQL, over the tables of
+``mmpipe.store.results``. They are evaluation semantics, so they are written here, from the
+metrics registry (`evaluate/metrics.py`) and the component naming (`adapters/components.py`),
+never typed a second time.
+
+Views::
+
+    metrics        (metric, display, higher_is_better, pattern, rule)   -- the metrics registry
+    run_modalities (run_id, modality)                                   -- the keys of runs.inputs
+    probe_summary  (variant, method, ablation, settings, inputs, dataset, data_version,
+                    component, label, metric, mean, std, n_seeds)
+    delta_per_run  (run_id, variant, method, ablation, settings, inputs, dataset, data_version, seed,
+                    label, metric, owner, delta)
+    delta_summary  (variant, method, ablation, settings, inputs, dataset, data_version,
+                    label, metric, mean, std, n_seeds)
+
+A *setup* is (method, ablation, settings, inputs, dataset, data_version): the summaries group by
+it, so an ablation, another hyperparameter, another encoder or another version of the data is
+never averaged with the rest; ``variant`` (the display name) rides along. ``std`` is the sample
+standard deviation over seeds (NULL for one seed).
+
+Δ is the rule of `evaluate/delta.py`, per run (= per seed), then mean ± std: for a label owned by
+modality k, Δ = score(z_k) − score(z_s); for a ``shared`` label, Δ = score(z_s) − the mean of
+score(z_k) over every modality k of the run (the keys of ``runs.inputs``), and no Δ unless each of
+them was probed; ``joint`` labels have none; times −1 for a metric where lower is better.
+
+:func:`create_views` runs inside every write transaction of `evaluate/results.py`, and the
+reading paths call :func:`ensure_views`; both (re)create the views when they are missing or were
+written by another version of this file (the SQL's hash is the ``delta_summary`` view's comment).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import duckdb
+
+from mmpipe.adapters.components import SHARED, specific
+from mmpipe.evaluate.delta import JOINT_OWNER, SHARED_OWNER
+from mmpipe.evaluate.metrics import METRICS
+from mmpipe.store.results import reading, writing
+
+SETUP = "r.variant, r.method, r.ablation, r.settings, r.inputs, r.dataset, r.data_version"
+VIEW_NAMES = ("metrics", "run_modalities", "probe_summary", "delta_per_run", "delta_summary")
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _specific_sql(modality: str) -> str:
+    """SQL for ``specific(<modality column>)``: the naming rule of adapters/components.py, applied
+    to a column (it is ``prefix + modality + suffix`` for some fixed prefix and suffix)."""
+    marker = "\x00"
+    prefix, suffix = specific(marker).split(marker)
+    return f"({_literal(prefix)} || {modality} || {_literal(suffix)})"
+
+
+def _metrics_sql() -> str:
+    rows = ",\n    ".join(f"({_literal(m.name)}, {_literal(m.template)}, {str(m.higher_is_better).upper()}, "
+                          f"{_literal(m.pattern)}, {_literal(m.rule)})"
+                          for m in (METRICS.get(n) for n in METRICS.names()))
+    return (f"SELECT * FROM (VALUES\n    {rows}\n) AS t(metric, display, higher_is_better, pattern, rule)")
+
+
+def views_sql() -> str:
+    shared, shared_owner, joint = _literal(SHARED), _literal(SHARED_OWNER), _literal(JOINT_OWNER)
+    return f"""
+CREATE OR REPLACE VIEW metrics AS
+{_metrics_sql()};
+CREATE OR REPLACE VIEW run_modalities AS
+SELECT run_id, unnest(json_keys(inputs)) AS modality FROM runs;
+CREATE OR REPLACE VIEW probe_summary AS
+SELECT {SETUP}, p.component, p.label, p.metric,
+       avg(p.value) AS mean, stddev_samp(p.value) AS std, count(DISTINCT r.seed) AS n_seeds
+FROM probes p JOIN runs r USING (run_id)
+GROUP BY {SETUP}, p.component, p.label, p.metric;
+CREATE OR REPLACE VIEW delta_per_run AS
+WITH scored AS (
+    SELECT p.run_id, p.label, p.metric, l.owner, p.component, max(p.value) AS value,
+           CASE WHEN any_value(m.higher_is_better) THEN 1.0 ELSE -1.0 END AS sign
+    FROM probes p JOIN runs r USING (run_id)
+    JOIN labels l ON l.dataset = r.dataset AND l.label = p.label
+    JOIN metrics m ON regexp_full_match(p.metric, m.pattern)
+    WHERE l.owner <> {joint}
+    GROUP BY p.run_id, p.label, p.metric, l.owner, p.component),
+z_s AS (SELECT * FROM scored WHERE component = {shared}),
+own AS (
+    SELECT s.run_id, s.label, s.metric, rm.modality, s.value
+    FROM scored s JOIN run_modalities rm ON rm.run_id = s.run_id AND s.component = {_specific_sql("rm.modality")}),
+specific_mean AS (
+    SELECT run_id, label, metric, avg(value) AS mean, count(*) AS n FROM own GROUP BY run_id, label, metric),
+n_modalities AS (SELECT run_id, count(*) AS n FROM run_modalities GROUP BY run_id),
+per_run AS (
+    SELECT s.run_id, s.label, s.metric, s.owner, s.sign * (s.value - sm.mean) AS delta
+    FROM z_s s JOIN specific_mean sm USING (run_id, label, metric) JOIN n_modalities nm USING (run_id)
+    WHERE s.owner = {shared_owner} AND sm.n = nm.n
+    UNION ALL
+    SELECT s.run_id, s.label, s.metric, s.owner, s.sign * (k.value - s.value) AS delta
+    FROM z_s s JOIN own k ON k.run_id = s.run_id AND k.label = s.label AND k.metric = s.metric
+                              AND k.modality = s.owner)
+SELECT d.run_id, {SETUP}, r.seed, d.label, d.metric, d.owner, d.delta
+FROM per_run d JOIN runs r USING (run_id);
+CREATE OR REPLACE VIEW delta_summary AS
+SELECT {SETUP.replace("r.", "")}, label, metric,
+       avg(delta) AS mean, stddev_samp(delta) AS std, count(DISTINCT seed) AS n_seeds
+FROM delta_per_run
+GROUP BY {SETUP.replace("r.", "")}, label, metric;
+"""
+
+
+def views_version() -> str:
+    return hashlib.sha256(views_sql().encode()).hexdigest()[:16]
+
+
+def create_views(conn: duckdb.DuckDBPyConnection) -> None:
+    """Inside the caller's write transaction: (re)create the views unless they are this version's."""
+    if not _current(conn):
+        conn.execute(views_sql())
+        conn.execute(f"COMMENT ON VIEW delta_summary IS {_literal(views_version())}")
+
+
+def _current(conn: duckdb.DuckDBPyConnection) -> bool:
+    found = dict(conn.execute("SELECT view_name, comment FROM duckdb_views() WHERE NOT internal").fetchall())
+    return set(VIEW_NAMES) <= set(found) and found["delta_summary"] == views_version()
+
+
+def ensure_views(path: Path) -> None:
+    """Make sure the DB at ``path`` has this version's views (a short write only when it has not).
+    A missing DB is left to the reader, which says there are no results yet."""
+    path = Path(path)
+    if not path.exists():
+        return
+    with reading(path) as conn:
+        if _current(conn):
+            return
+    with writing(path) as conn:
+        create_views(conn)
