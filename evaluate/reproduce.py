@@ -1,12 +1,10 @@
-"""`mmpipe reproduce`: fit and probe what one of the paper's tables needs on Simulation I/II, and
-lay our numbers beside the paper's (`evaluate/reference.py`).
+"""What one of the MultiLoReFT paper's tables on Simulation I/II needs and shows, and our numbers
+laid beside the paper's (`evaluate/reference.py`). The workflow that fits the runs is
+`mmpipe.pipeline.reproduce`.
 
 Each table is a spec: the datasets, the (method, config changes) fits per dataset, and which
-rows / components / label columns it shows. Runs and probe rows already in the store are reused
-(same config and seed = the same run; a run with probe rows in the results DB is not re-probed).
-Baselines are sized by the MultiLoReFT run of the same dataset and seed fitted here (paper §5.1).
-A method may carry per-dataset settings (``DATASET_SETTINGS``, the analogue of a paper's
-per-dataset hyperparameters); every fit of it on that dataset, ablations included, gets them.
+rows / components / label columns it shows. A run with probe rows in the results DB is not
+re-probed.
 
 Marks, ours against the paper's mean ± std: ``within`` by the one rule of
 `evaluate/reference.py` (|ours − paper| ≤ max(std, 0.0005); numbers are printed to three
@@ -17,16 +15,12 @@ results DB), ``leaks more`` / ``leaks less``; ranks are ``higher`` / ``lower``.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from mmpipe.adapters.components import FUSED, shared_part, specific
-from mmpipe.adapters.fit import fit_runs
-from mmpipe.adapters.registry import METHODS
-from mmpipe.adapters.sizes import sizes_of_run
 from mmpipe.evaluate.delta import (
     JOINT_OWNER,
     carries,
@@ -64,18 +58,6 @@ class TableSpec:
     companions: tuple[str, ...] = ()
 
 
-# (method, dataset) → config changes for every fit of that method on that dataset. The paper gives
-# no optimiser or decay settings. MultiLoReFT's decay on its projections decides which directions
-# fade before pruning, and no one value fits both simulations (adapters/multiloreft.py): on
-# Simulation II the default 1e-3 leaves the shared rank at 40 and z3 in z_s, while 0.1 and more
-# collapse Simulation I's z_s to rank 1. Each value was chosen without the test split by
-# `tests/benchmarks/bench_multiloreft.py select` (seed 0, grid 0.001 0.01 0.03 0.1 0.3 1, largest
-# mean validation Δ over the dataset's Table 1 labels).
-DATASET_SETTINGS: dict[tuple[str, str], tuple[tuple[str, Any], ...]] = {
-    ("multiloreft", "sim1"): (("projection_weight_decay", 0.01),),
-    ("multiloreft", "sim2"): (("projection_weight_decay", 0.3),),
-}
-
 ABLATIONS6 = (("use_orth", False), ("use_indep", False), ("use_mi", False), ("weighting", "fixed"))
 SPECS: dict[str, TableSpec] = {s.key: s for s in (
     TableSpec("table1", "Table 1: decoupling on Simulation I/II", ("sim1", "sim2"),
@@ -104,46 +86,6 @@ def spec_of(name: str) -> TableSpec:
     if name not in SPECS:
         raise UserError(f"unknown table {name!r}; valid: {', '.join(SPECS)}")
     return SPECS[name]
-
-
-def capped(config: Any, max_epochs: int | None) -> Any:
-    """Every ``max_epochs*`` field of ``config`` capped at ``max_epochs`` (a quick look; the
-    paper's tables use the defaults)."""
-    if max_epochs is None:
-        return config
-    changes = {f.name: min(getattr(config, f.name), max_epochs) for f in dataclasses.fields(config)
-               if f.name.startswith("max_epochs")}
-    return dataclasses.replace(config, **changes)
-
-
-def fit_table(store: Store, spec: TableSpec, seeds: list[int], versions: dict[str, str],
-              max_epochs: int | None = None, progress: Progress | None = None, jobs: int = 1) -> list[RunEntry]:
-    """Every run the table needs (fitted, or found already published), per dataset and method;
-    the seeds of one method are fitted ``jobs`` at a time in worker processes."""
-    say = progress or (lambda message: None)
-    runs: list[RunEntry] = []
-    for dataset in spec.datasets:
-        sizes_of: dict[int, RunEntry] = {}  # seed → this table's MultiLoReFT run
-        for method, changes in spec.fits:
-            cls = METHODS.get(method)
-            requested = {**dict(DATASET_SETTINGS.get((method, dataset), ())), **dict(changes)}
-            config = capped(dataclasses.replace(cls.Config(), **requested), max_epochs)
-            seed_configs = {}
-            if getattr(config, "size", None) == "learned" and config.sizes is None:
-                if set(seeds) - set(sizes_of):
-                    raise UserError(f"{spec.key}: {method} needs a multiloreft fit before it")
-                seed_configs = {seed: dataclasses.replace(config, sizes=sizes_of_run(sizes_of[seed]),
-                                                          sizes_from=sizes_of[seed].run_id) for seed in seeds}
-            say(f"{spec.key}: {method}{' ' + str(requested) if requested else ''} on {dataset}, "
-                f"{len(seeds)} seed(s)" + (f" in {jobs} processes" if jobs > 1 else ""))
-            outcomes = fit_runs(store, method, dataset, "m1", "m2", config, seeds, versions[dataset],
-                                progress=lambda message, m=method: say(f"{m}: {message}"), jobs=jobs,
-                                seed_configs=seed_configs)
-            for seed, outcome in zip(seeds, outcomes, strict=True):
-                if method == "multiloreft" and not changes:
-                    sizes_of[seed] = outcome.run
-                runs.append(outcome.run)
-    return runs
 
 
 def probe_missing(store: Store, runs: list[RunEntry], progress: Progress | None = None) -> int:

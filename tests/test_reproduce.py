@@ -9,8 +9,9 @@ from typer.testing import CliRunner
 
 from mmpipe.adapters.multiloreft import MultiLoReFTConfig
 from mmpipe.evaluate.reference import PAPER_VALUES, PaperValue, paper_values
-from mmpipe.evaluate.reproduce import DATASET_SETTINGS, SPECS, mark
+from mmpipe.evaluate.reproduce import SPECS, mark
 from mmpipe.pipeline.cli import app
+from mmpipe.pipeline.defaults import DATA_DEFAULTS
 from mmpipe.store.root import Store
 
 runner = CliRunner()
@@ -25,13 +26,14 @@ def test_reproduce_table1_end_to_end_then_reuses_everything(tmp_path):
     assert {r.method for r in store.runs()} == {"multiloreft", "drimu", "apollo"}
     assert len(store.runs()) == 3 * 2  # methods × datasets, one seed
     for run in store.runs("drimu"):  # sized by the multiloreft run of its own data and seed
-        source = store.run(run.record["config"]["sizes_from"])
-        assert source.record["seed"] == run.record["seed"] and source.record["dataset"] == run.record["dataset"]
+        source = store.run(run.record.config["sizes_from"])
+        assert source.record.seed == run.record.seed and source.record.dataset == run.record.dataset
     for run in store.runs("multiloreft"):  # the per-dataset settings reach the fit, and only on their dataset
-        expected = dict(DATASET_SETTINGS.get(("multiloreft", run.record["dataset"]), ()))
-        decay = run.record["config"]["projection_weight_decay"]
+        expected = DATA_DEFAULTS.get(("multiloreft", run.record.dataset), {})
+        decay = run.record.config["projection_weight_decay"]
         assert decay == expected.get("projection_weight_decay", MultiLoReFTConfig().projection_weight_decay)
-    assert DATASET_SETTINGS[("multiloreft", "sim1")] != DATASET_SETTINGS[("multiloreft", "sim2")]  # or nothing is tested
+        assert run.record.settings["projection_weight_decay"] == decay  # shown in the run's settings
+    assert DATA_DEFAULTS[("multiloreft", "sim1")] != DATA_DEFAULTS[("multiloreft", "sim2")]  # or nothing is tested
     assert "| multiloreft | z\\_s |" in result.output and "paper" in result.output
     assert "[within]" in result.output or "[better]" in result.output or "[worse]" in result.output
     assert "sim2 z3: right component" in result.output and "Largest Δ" in result.output
@@ -51,8 +53,9 @@ def test_reproduce_table3a_probes_every_fused_representation(tmp_path):
                    "mult-interactions", "inputs"):
         assert f"| {method} | fused |" in result.output
     # Table 3b beside it: each modality's frozen input, contrastive projection and Φ
-    assert "| m1 | h1 (inputs) |" in result.output and "| m2 | h2 (inputs) |" in result.output
-    for row in ("|  | phi1 (multiloreft", "|  | c1 (contrastive", "|  | phi2 (multiloreft", "|  | c2 (contrastive"):
+    assert "| m1 | h\\_m1 (inputs) |" in result.output and "| m2 | h\\_m2 (inputs) |" in result.output
+    for row in ("|  | phi\\_m1 (multiloreft", "|  | c\\_m1 (contrastive", "|  | phi\\_m2 (multiloreft",
+                "|  | c\\_m2 (contrastive"):
         assert row in result.output
 
 
@@ -79,7 +82,7 @@ def test_marks_follow_the_metric_direction():
     assert mark(1.0004, _paper("accuracy", mean=1.0, std=0.0)) == "within"
     assert mark(6.0, _paper("rank", "z_s", 5.2, 0.38)) == "higher"
     leaking = PaperValue("t", "sim1", "m", "z_m1", "y_s", "accuracy", 0.8, 0.1)  # y_s belongs to z_s
-    assert mark(0.99, leaking) == "leaks more" and mark(0.5, leaking) == "leaks less"
+    assert mark(0.99, leaking, "shared") == "leaks more" and mark(0.5, leaking, "shared") == "leaks less"
 
 
 def test_every_table_has_paper_values_and_a_spec():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -153,11 +152,8 @@ def demo(
                                                                status.update(f"probed {run.run_id}")))
     err.print("[4/4] writing the report and plots", markup=False, highlight=False)
     variant = variant_of(runs[0].record)
-    data = load_report_data(store.results_db, ReportFilters(("sim1",), (variant,), (),
-                                                            (runs[0].record.manifest_version,)))
-    data = dataclasses.replace(data, summary=[r for r in data.summary if r["method"] == variant],
-                               deltas=[r for r in data.deltas if r["method"] == variant],
-                               runs=[r for r in data.runs if r["variant"] == variant])
+    data = load_report_data(store.results_db, ReportFilters(datasets=("sim1",), variants=(variant,),
+                                                            data_versions=(runs[0].record.manifest_version,)))
     tables = build_report(data, ("decoupling", "ranks"))
     comparison = paper_comparison_table(data, "sim1", variant)
     for group in terminal.render_document(tables + ([comparison] if comparison else [])):

@@ -40,6 +40,7 @@ def reproduce(
     """Reproduce one of the paper's tables on Simulation I/II: simulate, fit every method × seed it
     needs (reusing stored runs), probe, and print ours beside the paper's numbers."""
     from mmpipe.evaluate import reproduce as reproduction  # scikit-learn: imported only when used
+    from mmpipe.pipeline.reproduce import fit_table
 
     spec = reproduction.spec_of(table)
     if fmt not in REPORT_FORMATS:
@@ -54,8 +55,7 @@ def reproduce(
         config = DATASETS.get(dataset).Config(n=n)
         versions[dataset] = run_simulation(store, dataset, config).manifest_version
     with err.status(f"reproducing {table}") as status:
-        runs = reproduction.fit_table(store, spec, list(range(seeds)), versions, max_epochs,
-                                      progress=status.update, jobs=jobs)
+        runs = fit_table(store, spec, list(range(seeds)), versions, max_epochs, progress=status.update, jobs=jobs)
         probed = reproduction.probe_missing(store, runs, progress=status.update)
     ours = reproduction.our_values(store, runs)
     result = reproduction.comparison_table(spec, ours)

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from mmpipe.evaluate.report import TABLE_KINDS, ReportFilters, build_report, load_report_data
+from mmpipe.evaluate.results import query as run_query
 from mmpipe.pipeline.cli.app import (
     REPORT_FORMATS,
     app,
@@ -19,7 +20,6 @@ from mmpipe.pipeline.cli.app import (
     user_errors,
 )
 from mmpipe.store.errors import UserError
-from mmpipe.store.results import query as run_query
 
 
 @app.command()
