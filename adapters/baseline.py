@@ -46,14 +46,16 @@ def mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
 class Sized(AdapterMethod):
     """A method sized like MultiLoReFT's subspaces (``BaselineConfig.size`` / ``sizes``)."""
 
-    @classmethod
-    def ablation(cls, config: Any) -> str | None:
-        """Sizes fixed to the input dimensionality (paper Table 4) are reported apart."""
-        return "input size" if config.size == "input" else None
-
 
 class Baseline(Sized, TwoModalityMethod):
     """A self-supervised two-modality baseline (contrastive, DRIM-U, APOLLO)."""
+
+    @classmethod
+    def ablation(cls, config: Any) -> str | None:
+        """Sizes fixed to the input dimensionality (the paper's Table 4 ablation of the decoupling
+        baselines) are reported apart. (For the supervised fusions ``size=input`` is a setting:
+        the only sizing there is on more than two modalities, where no MultiLoReFT run exists.)"""
+        return "input size" if config.size == "input" else None
 
     def __init__(self, dims: Dims) -> None:
         TwoModalityMethod.__init__(self, dims)
