@@ -78,10 +78,6 @@ SPECS: dict[str, TableSpec] = {s.key: s for s in (
 )}
 
 
-def table_names() -> list[str]:
-    return list(SPECS)
-
-
 def spec_of(name: str) -> TableSpec:
     if name not in SPECS:
         raise UserError(f"unknown table {name!r}; valid: {', '.join(SPECS)}")
