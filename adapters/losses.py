@@ -1,6 +1,7 @@
 """Loss functions as small pure functions (each testable alone).
 
-References: MultiLoReFT paper (shared/papers/000_fbe9f34d18adab07.txt) §3.2, Eq. 5–7;
+References: the MultiLoReFT paper ("MultiLoReFT: decoupling shared and modality-specific subspaces
+via low-rank representation fine-tuning") §3.2, Eq. 5–7;
 Gretton et al. 2007 (HSIC); Song et al. 2012 (unbiased HSIC); van den Oord et al. 2018 (InfoNCE).
 """
 

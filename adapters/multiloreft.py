@@ -1,5 +1,5 @@
 """MultiLoReFT: decoupling shared and modality-specific subspaces with low-rank representation
-fine-tuning (paper: shared/papers/000_fbe9f34d18adab07.txt, §3, Algorithms 1–2, Appendix A.2–A.4).
+fine-tuning (the MultiLoReFT paper, §3, Algorithms 1–2, Appendix A.2–A.4).
 
 Model (§3.1, Eq. 1–3), for frozen embeddings h_1 ∈ R^{d1}, h_2 ∈ R^{d2} of the two modalities::
 

@@ -2,7 +2,8 @@
 `mmpipe demo` and the report's paper comparison all read it), and the one rule for "within the
 paper's ± std" (:func:`within`).
 
-Transcribed from the MultiLoReFT paper (``../shared/papers/000_fbe9f34d18adab07.txt``): Tables 1,
+Transcribed from the MultiLoReFT paper ("MultiLoReFT: decoupling shared and modality-specific
+subspaces via low-rank representation fine-tuning"): Tables 1,
 3a, 4, 5, 6 and 7, Simulation I and II only (the real-data columns need the CREMA-D / Flickr30K
 features). Keys use our dataset, label and component names: Simulation I and II have the
 modalities m1 and m2, so the paper's z_s, z_m1, z_m2, z_s1, z_s2 are our ``SHARED``,

@@ -25,11 +25,7 @@ REFERENCE = re.compile(r"(?:\.\.[/\\])+shared\b[\w./-]*"
 # Docstring citations of a paper kept in the shared folder, in files owned by others; provenance
 # notes, not reads (nothing opens them), so a fresh clone still runs. Kept visible until the
 # citations name the paper instead: {(file, citation as written): why tolerated}.
-DOC_CITATIONS_OF_SHARED: dict[tuple[str, str], str] = {
-    ("evaluate/reference.py", "../shared/papers/000_fbe9f34d18adab07.txt"): "module docstring: source of Table 1",
-    ("adapters/multiloreft.py", "shared/papers/000_fbe9f34d18adab07.txt"): "module docstring: the paper",
-    ("adapters/losses.py", "shared/papers/000_fbe9f34d18adab07.txt"): "module docstring: the paper",
-}
+DOC_CITATIONS_OF_SHARED: dict[tuple[str, str], str] = {}
 
 
 def _files() -> list[Path]:
