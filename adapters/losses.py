@@ -88,27 +88,19 @@ def independence_loss(z_s1: torch.Tensor, z_m1: torch.Tensor, z_s2: torch.Tensor
     return hsic_biased(centered, torch.stack([k_m1, k_m2, k_m2])).sum()
 
 
-def orthogonality_loss(pairs: list[tuple[torch.Tensor, torch.Tensor]], normalized: bool = False) -> torch.Tensor:
-    """Eq. 6: Σ ||R_s R_mᵀ||_F over (R_s (r_s, d), R_m (r_m, d)) pairs; ``normalized`` divides each
-    term by ||R_s||_F ||R_m||_F, so shrinking both projections no longer lowers it."""
-    terms = [torch.linalg.matrix_norm(shared @ specific.T) for shared, specific in pairs]
-    if normalized:
-        terms = [t / (torch.linalg.matrix_norm(shared) * torch.linalg.matrix_norm(specific)).clamp_min(1e-12)
-                 for t, (shared, specific) in zip(terms, pairs, strict=True)]
-    return sum(terms)
+def orthogonality_loss(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """Eq. 6: Σ ||R_s R_mᵀ||_F over (R_s (r_s, d), R_m (r_m, d)) pairs."""
+    return sum(torch.linalg.matrix_norm(shared @ specific.T) for shared, specific in pairs)
 
 
-def info_nce(anchors: torch.Tensor, candidates: torch.Tensor, temperature: float,
-             similarity: str = "cosine") -> torch.Tensor:
-    """Eq. 7 for one modality: −mean_a log softmax_b(⟨anchor_a, candidate_b⟩ / τ)[a].
+def info_nce(anchors: torch.Tensor, candidates: torch.Tensor, temperature: float) -> torch.Tensor:
+    """Eq. 7 for one modality, with cosine similarity:
+    −mean_a log softmax_b(cos(anchor_a, candidate_b) / τ)[a].
 
     anchors, candidates: (N, d); row a of each is the same sample (the positive pair), every
     other row of the batch is a negative.
     """
-    if similarity == "cosine":
-        anchors, candidates = F.normalize(anchors, dim=1), F.normalize(candidates, dim=1)
-    elif similarity != "dot":
-        raise ValueError(f"similarity must be 'cosine' or 'dot', not {similarity!r}")
+    anchors, candidates = F.normalize(anchors, dim=1), F.normalize(candidates, dim=1)
     logits = anchors @ candidates.T / temperature  # (N, N)
     return F.cross_entropy(logits, torch.arange(len(anchors), device=anchors.device))
 

@@ -85,22 +85,11 @@ def test_orthogonality_loss():
     assert float(orthogonality_loss([(shared, overlap), (shared, 2 * overlap)])) == pytest.approx(3.0, abs=1e-5)
 
 
-def test_normalized_orthogonality_ignores_scale():
-    q, _ = torch.linalg.qr(torch.randn(6, 6, generator=_gen()))
-    shared, overlap = q[:3], torch.cat([q[2:3], q[3:5]])
-    plain = float(orthogonality_loss([(shared, overlap)], normalized=True))
-    assert plain == pytest.approx(1.0 / (3 ** 0.5 * 3 ** 0.5), abs=1e-5)  # ||R_s R_mᵀ|| / (||R_s|| ||R_m||)
-    assert float(orthogonality_loss([(0.01 * shared, 5 * overlap)], normalized=True)) == pytest.approx(plain, abs=1e-5)
-    assert float(orthogonality_loss([(0.01 * shared, overlap)])) == pytest.approx(0.01, abs=1e-6)  # Eq. 6 shrinks
-    assert float(orthogonality_loss([(shared, q[3:])], normalized=True)) == pytest.approx(0.0, abs=1e-6)
-
-
-@pytest.mark.parametrize("similarity", ["cosine", "dot"])
-def test_info_nce_lower_for_matched_than_shuffled_pairs(similarity):
+def test_info_nce_lower_for_matched_than_shuffled_pairs():
     anchors = torch.randn(128, 8, generator=_gen())
     matched = anchors + 0.1 * torch.randn(128, 8, generator=_gen(1))
     shuffled = matched[torch.randperm(128, generator=_gen(2))]
-    assert info_nce(anchors, matched, 0.1, similarity) < 0.5 * info_nce(anchors, shuffled, 0.1, similarity)
+    assert info_nce(anchors, matched, 0.1) < 0.5 * info_nce(anchors, shuffled, 0.1)
     # uniform logits give exactly log N
     assert float(info_nce(torch.zeros(16, 4) + 1, torch.ones(16, 4), 0.1)) == pytest.approx(np.log(16), rel=1e-5)
 
