@@ -139,9 +139,13 @@ class Manifest:
         }
 
     def version(self) -> str:
-        """Content hash of the manifest (rows, columns, dtypes and label metadata)."""
+        """Content hash of the manifest: rows, columns, dtypes, modalities, the split protocol and
+        each label's name, kind and owner. A label's description is prose, not data: rewording it
+        changes no version, hence no fingerprint downstream."""
+        meta = self.metadata()
+        meta["labels"] = [{k: v for k, v in label.items() if k != "description"} for label in meta["labels"]]
         digest = hashlib.sha256()
-        digest.update(json.dumps(self.metadata(), sort_keys=True).encode())
+        digest.update(json.dumps(meta, sort_keys=True).encode())
         digest.update(json.dumps([[c, str(t)] for c, t in self.table.dtypes.items()]).encode())
         rows = pd.util.hash_pandas_object(self.table, index=False).to_numpy()
         digest.update(rows.tobytes())

@@ -45,6 +45,9 @@ def test_version_is_a_content_hash():
     renamed = (Modality("face", "features"), Modality("speech", "audio", "wav"))
     assert _manifest(modalities=renamed).version() != base.version()
     assert _manifest().version() == base.version()
+    reworded = (LabelSpec("emotion", "categorical", "joint", "the displayed emotion"),
+                LabelSpec("age", "continuous", "shared", "in years"))
+    assert _manifest(labels=reworded).version() == base.version()  # prose is not data: no new fingerprints
 
 
 def test_invalid_manifests_raise():

@@ -22,6 +22,7 @@ _BLOCK_DIMS = (96, 192, 192, 384, 384, 384, 384, 384, 384, 384, 384, 384, 384, 3
 class MViT(TorchvisionVideoEncoder):
     name = "mvit"
     description = "torchvision MViT-V2-S Kinetics-400, exactly 16 frames at 224², head removed, 768-d"
+    architecture = "torchvision.models.video.mvit_v2_s"  # part of the feature key: an explicit name, never a docstring
     weights_name = "MViT_V2_S_Weights.KINETICS400_V1"
     dim = 768
     layer_dims = (96, *_BLOCK_DIMS)

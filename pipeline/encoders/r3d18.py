@@ -18,6 +18,7 @@ from mmpipe.pipeline.encoders.torchvision_video import TorchvisionVideoEncoder
 class R3D18(TorchvisionVideoEncoder):
     name = "r3d18"
     description = "torchvision R3D-18 Kinetics-400, 16 frames at 112², classifier removed, 512-d"
+    architecture = "torchvision.models.video.r3d_18"  # part of the feature key: an explicit name, never a docstring
     weights_name = "R3D_18_Weights.KINETICS400_V1"
     dim = 512
     layer_dims = (64, 64, 128, 256, 512)

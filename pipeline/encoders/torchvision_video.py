@@ -28,6 +28,7 @@ class VideoOptions:
 class TorchvisionVideoEncoder(Encoder):
     Options = VideoOptions
     weights_name: ClassVar[str]  # "<enum class>.<member>" in torchvision.models.video
+    architecture: ClassVar[str]  # the torchvision builder, e.g. "torchvision.models.video.r3d_18"
     frames: ClassVar[int] = 16
     dim: ClassVar[int]
     layer_dims: ClassVar[tuple[int, ...]]
@@ -56,7 +57,7 @@ class TorchvisionVideoEncoder(Encoder):
         pre = VideoPreprocessing(self.frames, tuple(preset.resize_size), tuple(preset.crop_size), tuple(preset.mean),
                                  tuple(preset.std), preset.interpolation.value)
         file_name = self.weights_enum.url.rsplit("/", 1)[-1]
-        return EncoderSpec(self.name, "video", str(self.weights_enum), file_name, type(self).build.__doc__ or "",
+        return EncoderSpec(self.name, "video", str(self.weights_enum), file_name, self.architecture,
                            self.dim, self.layer_dims, self.pooling, pre, asdict(self.options))
 
     def weights_identity(self, weights: Path | None) -> dict[str, Any]:
