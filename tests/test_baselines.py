@@ -8,12 +8,12 @@ import math
 import pytest
 import torch
 
-from mmpipe.adapters.apollo import APOLLO, APOLLOConfig
 from mmpipe.adapters.data import load_features
-from mmpipe.adapters.drimu import DRIMU, DRIMUConfig
 from mmpipe.adapters.losses import discriminator_loss, fooling_loss, symmetric_info_nce
-from mmpipe.adapters.mult_interactions import MultiplicativeInteraction
-from mmpipe.adapters.multiloreft import MultiLoReFTConfig
+from mmpipe.adapters.methods.apollo import APOLLO, APOLLOConfig
+from mmpipe.adapters.methods.drimu import DRIMU, DRIMUConfig
+from mmpipe.adapters.methods.mult_interactions import MultiplicativeInteraction
+from mmpipe.adapters.methods.multiloreft import MultiLoReFTConfig
 from mmpipe.adapters.targets import supervised_target
 from mmpipe.adapters.training import single_cpu_thread
 from mmpipe.pipeline.datasets.sim1 import Sim1Config

@@ -5,7 +5,7 @@ import dataclasses
 import torch
 from typer.testing import CliRunner
 
-from mmpipe.adapters.multiloreft import MultiLoReFTConfig
+from mmpipe.adapters.methods.multiloreft import MultiLoReFTConfig
 from mmpipe.pipeline.cli import app
 from mmpipe.pipeline.datasets.sim1 import Sim1Config
 from mmpipe.pipeline.fit import fit_runs

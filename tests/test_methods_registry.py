@@ -18,7 +18,7 @@ import torch
 
 from mmpipe.adapters import METHODS
 from mmpipe.adapters.data import ModalityInput, MultimodalFeatures, load_features
-from mmpipe.adapters.multiloreft import MultiLoReFTConfig
+from mmpipe.adapters.methods.multiloreft import MultiLoReFTConfig
 from mmpipe.adapters.targets import supervised_target
 from mmpipe.adapters.training import single_cpu_thread
 from mmpipe.pipeline.datasets.sim1 import Sim1Config

@@ -8,7 +8,7 @@ import torch
 
 from mmpipe.adapters.checkpoint import load_model
 from mmpipe.adapters.data import load_features
-from mmpipe.adapters.multiloreft import MultiLoReFT, MultiLoReFTConfig
+from mmpipe.adapters.methods.multiloreft import MultiLoReFT, MultiLoReFTConfig
 from mmpipe.adapters.training import seed_everything
 from mmpipe.pipeline.datasets.sim1 import Sim1Config
 from mmpipe.pipeline.datasets.sim2 import Sim2Config

@@ -7,7 +7,7 @@ from collections import defaultdict
 import pytest
 from typer.testing import CliRunner
 
-from mmpipe.adapters.multiloreft import MultiLoReFTConfig
+from mmpipe.adapters.methods.multiloreft import MultiLoReFTConfig
 from mmpipe.evaluate.reference import PAPER_VALUES, PaperValue, paper_values
 from mmpipe.evaluate.reproduce import SPECS, mark
 from mmpipe.pipeline.cli import app

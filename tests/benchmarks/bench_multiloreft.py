@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from mmpipe.adapters.components import SHARED, specific
 from mmpipe.adapters.data import load_features
-from mmpipe.adapters.multiloreft import Algorithm1, MultiLoReFT, MultiLoReFTConfig
+from mmpipe.adapters.methods.multiloreft import Algorithm1, MultiLoReFT, MultiLoReFTConfig
 from mmpipe.adapters.training import minibatches
 from mmpipe.evaluate import terminal
 from mmpipe.evaluate.delta import delta

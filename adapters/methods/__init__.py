@@ -1,0 +1,13 @@
+"""The adapter methods, one file each; importing this package registers them all (one import
+line per method)."""
+
+from mmpipe.adapters.methods import (  # noqa: F401
+    apollo,
+    contrastive,
+    cross_attention,
+    drimu,
+    inputs,
+    late_fusion,
+    mult_interactions,
+    multiloreft,
+)
