@@ -65,9 +65,9 @@ def write_clips(directory: Path, n: int, seed: int) -> list[Path]:
     rows = []
     for i, seconds in enumerate(rng.uniform(1.3, 3.5, size=n)):
         write_wav(directory / f"c{i:03d}.wav", float(seconds), seed=seed * 10_000 + i)
-        rows.append({"sample_id": f"c{i:03d}", "m2": f"c{i:03d}.wav", "y": i % 6})
+        rows.append({"sample_id": f"c{i:03d}", "audio": f"c{i:03d}.wav", "y": i % 6})
     pd.DataFrame(rows).to_csv(directory / "samples.csv", index=False)
-    return [directory / r["m2"] for r in rows]
+    return [directory / r["audio"] for r in rows]
 
 
 def engine_batches(lengths: list[int], batch_size: int, chunk_rows: int) -> list[list[int]]:
@@ -111,7 +111,7 @@ def paired_engine_vs_bare(root: Path, weights: Path, clips: int, options: Extrac
             return output
 
     bare.encode(preparer.collate([decoded[paths[0].name]]))  # warm-up
-    config = FolderConfig(data_dir=str(root / "paired"), m1_kind="none")
+    config = FolderConfig(data_dir=str(root / "paired"), modalities=("audio:audio",))
     extract(Store.open(root / "paired-store", create=True), "folder", config, Paired(), weights=weights,
             options=options, show_progress=False)
     return sum(p[0] for p in pairs), sum(p[1] for p in pairs)
@@ -135,11 +135,11 @@ def main() -> None:
         chosen = [*(["--batch-size", str(args.batch_size)] if args.batch_size is not None else []),
                   *(["--workers", str(args.workers)] if args.workers is not None else [])]
         return [sys.executable, "-m", "mmpipe.pipeline", "--store", str(store), "extract", "folder", "--encoder",
-                "wavlm", "--data-dir", str(data), "--weights", str(weights), "--set", "m1_kind=none",
+                "wavlm", "--data-dir", str(data), "--weights", str(weights), "--set", "modalities=audio:audio",
                 "--device", "cpu", *chosen]
 
     def meta() -> dict[str, Any]:
-        return json.loads(next((store / "features" / "folder.wavlm").glob("*/meta.json")).read_text())
+        return json.loads(next((store / "features" / "folder.audio.wavlm").glob("*/meta.json")).read_text())
 
     # A first command on 2 clips fills the store's weights-hash memo (store/statmemo.py), as a
     # user's first extraction with these weights does, and tells the batch size the CLI uses.

@@ -39,7 +39,7 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="mmpipe-bench-startup-"))
     for i in range(4):
         write_wav(root / "data" / f"c{i}.wav", 2.0 + 0.3 * i, seed=i)
-    (root / "data" / "samples.csv").write_text("sample_id,m2\n" + "".join(f"c{i},c{i}.wav\n" for i in range(4)))
+    (root / "data" / "samples.csv").write_text("sample_id,audio\n" + "".join(f"c{i},c{i}.wav\n" for i in range(4)))
     weights = ENCODERS.get("wavlm").write_random_weights(root / "wavlm", tiny=False, seed=0)
     variants = {"this checkout": dict(os.environ, PYTHONPATH="")}
     if args.other_src is not None:
@@ -47,7 +47,7 @@ def main() -> None:
 
     def command(store: Path) -> list[str]:
         return [sys.executable, "-m", "mmpipe.pipeline", "--store", str(store), "extract", "folder", "--encoder",
-                "wavlm", "--data-dir", str(root / "data"), "--weights", str(weights), "--set", "m1_kind=none",
+                "wavlm", "--data-dir", str(root / "data"), "--weights", str(weights), "--set", "modalities=audio:audio",
                 "--workers", "1", "--batch-size", "4", "--dtype", "float32", "--device", "cpu"]
 
     results = {name: {"noop": [], "fixed": []} for name in variants}
@@ -64,7 +64,7 @@ def main() -> None:
             started = time.perf_counter()
             subprocess.run(command(store), env=env, check=True, capture_output=True)
             wall = time.perf_counter() - started
-            meta = json.loads(next((store / "features" / "folder.wavlm").glob("*/meta.json")).read_text())
+            meta = json.loads(next((store / "features" / "folder.audio.wavlm").glob("*/meta.json")).read_text())
             results[name]["fixed"].append(wall - meta["timings"]["forward_s"])
     print(f"load average after: {os.getloadavg()}")
     for name, result in results.items():

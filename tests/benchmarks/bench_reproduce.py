@@ -21,8 +21,8 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from mmpipe.adapters import METHODS
-from mmpipe.adapters.fit import fit_runs
 from mmpipe.pipeline.cli import app
+from mmpipe.pipeline.fit import fit_runs
 from mmpipe.store.root import Store
 
 
@@ -53,11 +53,11 @@ def main() -> None:
         config = METHODS.get(method).Config()
         if hasattr(config, "target"):
             config = dataclasses.replace(config, target="z4")
-        fit_runs(store, method, "sim2", "m1", "m2", config, list(range(args.seeds)), jobs=args.jobs)
+        fit_runs(store, method, "sim2", {"m1": None, "m2": None}, config, list(range(args.seeds)), jobs=args.jobs)
     timings["sim2 fusion baselines"] = time.perf_counter() - started
     per_method = defaultdict(lambda: defaultdict(float))
     for run in store.runs():
-        per_method[run.method][run.record["dataset"]] += run.record["seconds"]
+        per_method[run.method][run.record.dataset] += run.record.seconds
     print("| method | sim1 fit s (sum over seeds) | sim2 fit s |\n|---|---|---|")
     for method in sorted(per_method):
         print(f"| {method} | {per_method[method]['sim1']:.0f} | {per_method[method]['sim2']:.0f} |")
