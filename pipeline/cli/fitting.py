@@ -89,7 +89,7 @@ def fit(
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset whose cached features to train on.")],
     inputs: Annotated[list[str] | None, typer.Option(
         "--input", help="MODALITY=FEATURE (or MODALITY: its only feature), repeatable; the order is the order "
-        "the method sees [default: every modality of the dataset].")] = None,
+        "the method sees (default: every modality of the dataset).")] = None,
     m1: Annotated[str | None, typer.Option("--m1", help="Short form: the feature of the dataset's first modality.")] = None,
     m2: Annotated[str | None, typer.Option("--m2", help="Short form: the feature of the dataset's second modality.")] = None,
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds, one run each.")] = "0,1,2,3",
@@ -102,8 +102,7 @@ def fit(
 ) -> None:
     """Train an adapter on cached features, one run per seed. Same config and seed again = no work.
 
-    The method's defaults for the dataset (`mmpipe.pipeline.defaults`) apply unless --config or
-    --set give the field."""
+    The method's defaults for the dataset (pipeline/defaults.py) apply unless --config or --set give the field."""
     cls = METHODS.get(method)
     config = default_config(cls.Config, method, dataset)
     if config_file is not None:
