@@ -86,8 +86,8 @@ def test_apollo_encoders_match_the_frozen_latents(store):
     train1, train2 = model.standardized(*model.pair(data.split("train")))
     with torch.no_grad():
         z = model.encode(train1, train2)
-    for component, latent in (("z_s1", model.latent_s), ("z_s2", model.latent_s),
-                              ("z_m1", model.latent_m1), ("z_m2", model.latent_m2)):
+    for component, latent in (("z_s1", model.latent_s.detach()), ("z_s2", model.latent_s.detach()),
+                              ("z_m1", model.latent_m1.detach()), ("z_m2", model.latent_m2.detach())):
         error = float((z[component] - latent).detach().pow(2).mean())
         assert error < 0.25 * float(latent.var()), (component, error, float(latent.var()))
 
