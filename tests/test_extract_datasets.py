@@ -106,6 +106,20 @@ def test_fit_multiloreft_on_extracted_cremad_skips_masked_rows(cremad):
     assert np.isfinite(components[run.valid()]).all()
 
 
+def test_audio_features_given_as_video_are_refused(cremad):
+    """Issue #11's bug: `--m1 wavlm --m2 r3d18` put audio where video belongs and every Δ of sex,
+    race, ethnicity and age was computed against the wrong component. Now: one line, exit 2."""
+    _, store, _ = cremad
+    before = [r.run_id for r in Store.open(store).runs()]
+    for args in (["--m1", "wavlm", "--m2", "r3d18"], ["--input", "video=wavlm", "--input", "audio=r3d18"]):
+        result = _invoke(store, "fit", "multiloreft", "--dataset", "cremad", *args, *FIT)
+        assert result.exit_code == 2, result.output
+        assert result.output.strip().splitlines() == [
+            "mmpipe: error: wavlm features of cremad were extracted from audio, not video: they cannot stand in "
+            "for video"]
+    assert [r.run_id for r in Store.open(store).runs()] == before
+
+
 def test_moving_the_cremad_tree_is_not_new_data(cremad, tmp_path, tiny_weights):  # noqa: F811
     data, module_store, _ = cremad
     moved, store = tmp_path / "moved" / "crema", tmp_path / "store"
