@@ -17,10 +17,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SCANNED = ("tests", "store", "adapters", "evaluate", "pipeline")
 SHARED = "shared"
 
-# ../shared…, shared/<one of its entries>…, and the variable MMPIPE_SHARED
+# the folder beside the checkout (dot-dot then "shared"), shared/<one of its entries>…, and the
+# environment variable that used to point at it
 REFERENCE = re.compile(r"(?:\.\.[/\\])+shared\b[\w./-]*"
                        r"|(?<![\w/.-])shared/(?:data|papers|references|hooks|DESIGN\.md|README\.md)\b[\w./-]*"
-                       r"|MMPIPE_SHARED")
+                       r"|MMPIPE_SHARE[D]")  # the class keeps this file from matching itself
 
 # Docstring citations of a paper kept in the shared folder, in files owned by others; provenance
 # notes, not reads (nothing opens them), so a fresh clone still runs. Kept visible until the
@@ -40,7 +41,7 @@ def _path_built_onto_shared(tree: ast.AST) -> list[int]:
     """Lines that build a path onto a folder named ``shared`` in code: ``x / "shared"``,
     ``Path(…, "shared", …)``, ``os.path.join(…, "shared", …)``, ``p.joinpath("shared")``."""
 
-    def is_shared(node: ast.AST) -> bool:  # "shared", "shared/…", "../shared/…"
+    def is_shared(node: ast.AST) -> bool:  # "shared", "shared/…", or the same behind dot-dot
         if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
             return False
         parts = [part for part in node.value.replace("\\", "/").split("/") if part not in ("", ".", "..")]
