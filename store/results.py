@@ -125,13 +125,21 @@ def _is_being_created(error: duckdb.Error, path: Path) -> bool:
     return isinstance(error, duckdb.IOException) and "not a valid DuckDB database file" in str(error) and young
 
 
-def _connect(path: Path, *, read_only: bool, timeout_s: float = LOCK_TIMEOUT_S) -> duckdb.DuckDBPyConnection:
+# A connection for user SQL: it reads this one database and nothing else. DuckDB itself refuses
+# every file or network access (COPY … TO, read_csv, ATTACH, INSTALL/LOAD, even under EXPLAIN
+# ANALYZE), and the configuration is locked so no SET can undo it.
+CONFINED = {"enable_external_access": False, "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False, "lock_configuration": True}
+
+
+def _connect(path: Path, *, read_only: bool, timeout_s: float = LOCK_TIMEOUT_S,
+             config: dict[str, object] | None = None) -> duckdb.DuckDBPyConnection:
     """Connect, retrying while another process holds the file lock (jittered exponential backoff)."""
     deadline = time.monotonic() + timeout_s
     delay = 0.01
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            return duckdb.connect(str(path), read_only=read_only, config=config or {})
         except duckdb.Error as error:
             if not (_is_lock_error(error) or _is_being_created(error, path)) or time.monotonic() > deadline:
                 raise
@@ -207,12 +215,13 @@ READ_ONLY_STATEMENTS = ("SELECT", "EXPLAIN")
 
 
 @contextmanager
-def reading(path: Path) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A read-only connection; a store with no results yet is a UserError."""
+def reading(path: Path, *, confined: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A read-only connection (``confined``: one that can reach no file but the database, for
+    user SQL); a store with no results yet is a UserError."""
     path = Path(path)
     if not path.exists():
         raise UserError(f"no results yet at {path}; probe runs first with `mmpipe probe --all`")
-    conn = _connect(path, read_only=True)
+    conn = _connect(path, read_only=True, config=CONFINED if confined else None)
     try:
         yield conn
     finally:
@@ -226,9 +235,11 @@ class QueryResult:
 
 
 def query(path: Path, sql: str) -> QueryResult:
-    """Run read-only SQL. Statements that could write (INSERT, CREATE, COPY, ATTACH, SET, ...) are
-    refused before execution; malformed SQL becomes a UserError carrying DuckDB's own message."""
-    with reading(path) as conn:
+    """Run user SQL on a confined read-only connection (`CONFINED`). Statements other than
+    SELECT/EXPLAIN are refused with a clear line before execution; whatever gets past that can
+    still neither write nor read a file, nor load an extension. Malformed or refused SQL becomes
+    a UserError carrying DuckDB's own message."""
+    with reading(path, confined=True) as conn:
         try:
             statements = conn.extract_statements(sql)
         except duckdb.Error as error:

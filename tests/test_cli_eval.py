@@ -64,6 +64,8 @@ def test_bad_input_exits_2_with_valid_values(store):
     for args, message in (
         (["query", "DELETE FROM probes"], "refused: `mmpipe query` is read-only and this is a DELETE statement"),
         (["query", "SELEC * FROM probes"], "Parser Error: syntax error at or near"),
+        (["query", f"EXPLAIN ANALYZE COPY (SELECT 1) TO '{store.root / 'STORE.json'}'"], "Permission Error"),
+        (["query", "SELECT * FROM read_csv('/etc/passwd')"], "Permission Error"),
         (["query", "SELECT 1", "--format", "xml"], "unknown --format 'xml'"),
         (["report", "--label", "zz"], "unknown label 'zz'; valid: y_cond, y_m1, y_m2, y_s"),
         (["report", "--method", "zz"], "unknown method 'zz'; valid: multiloreft"),
@@ -74,3 +76,4 @@ def test_bad_input_exits_2_with_valid_values(store):
         assert result.exit_code == 2, (args, result.output)
         assert message in result.output and "Traceback" not in result.output
     assert json.loads(_run(store, "query", "SELECT count(*) AS n FROM probes", "--format", "json").output) == [{"n": 40}]
+    assert json.loads((store.root / "STORE.json").read_text())["format"] == "mmpipe-store"  # not overwritten

@@ -234,3 +234,30 @@ def test_concurrent_writer_processes_lose_no_rows(tmp_path):
     assert query(db, "SELECT count(DISTINCT run_id), count(*) FROM probes").rows == [(workers * n_runs, workers * n_runs * 20)]
     assert query(db, "SELECT count(*) FROM runs").rows == [(workers * n_runs,)]
     assert reads > 0
+
+
+def test_query_cannot_write_read_or_install_anything_outside_the_db(tmp_path):
+    """Issue #12's escapes through `mmpipe query`: EXPLAIN ANALYZE wraps a statement the filter never
+    sees, so the guard is DuckDB's own configuration, locked."""
+    db = tmp_path / "r.duckdb"
+    write_probes(db, _run_row("a"), LABELS, _rows("a"))
+    victim = tmp_path / "checkpoint.safetensors"
+    victim.write_bytes(b"weights")
+    outside = tmp_path / "outside.csv"
+    outside.write_text("a,b\n1,2\n")
+    before = db.read_bytes()
+    for sql in (f"EXPLAIN ANALYZE COPY (SELECT 1) TO '{victim}'",
+                f"EXPLAIN ANALYZE COPY probes TO '{tmp_path / 'new.csv'}'",
+                f"SELECT * FROM read_csv('{outside}')",
+                "SELECT * FROM read_csv('/etc/passwd')",
+                f"SELECT * FROM '{outside}'",
+                "EXPLAIN ANALYZE INSTALL httpfs",
+                "EXPLAIN ANALYZE LOAD httpfs"):
+        with pytest.raises(UserError) as refused:
+            query(db, sql)
+        assert "\n" not in str(refused.value) and ("Permission Error" in str(refused.value)
+                                                   or "refused" in str(refused.value)), (sql, str(refused.value))
+    with reading(db, confined=True) as conn, pytest.raises(duckdb.InvalidInputException, match="Cannot change"):
+        conn.execute("SET enable_external_access = true")  # the lock behind the statement filter
+    assert victim.read_bytes() == b"weights" and not (tmp_path / "new.csv").exists() and db.read_bytes() == before
+    assert query(db, "SELECT count(*) FROM probes").rows == [(3,)]  # ordinary reads still work
