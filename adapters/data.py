@@ -97,15 +97,16 @@ def features_of(store: Store, dataset: str, version: str) -> dict[str, list[Feat
     return found
 
 
-def choose_entry(store: Store, manifest: Manifest, version: str, modality: str, feature: str | None) -> FeatureEntry:
-    """The entry of ``feature`` (an encoder name, or None for the only one stored) for ``modality``.
+def choose_entry(stored: Mapping[str, list[FeatureEntry]], manifest: Manifest, version: str, modality: str,
+                 feature: str | None) -> FeatureEntry:
+    """The entry of ``feature`` (an encoder name, or None for the only one stored) for ``modality``,
+    among the ``stored`` entries of this manifest version (`features_of`).
 
     Refused in one line: an unknown modality; a feature stored only for another modality (naming
     both); no feature, or several when none was named.
     """
     dataset = manifest.dataset
     manifest.modality(modality)  # an unknown modality names the valid ones
-    stored = features_of(store, dataset, version)
     entries = stored.get(modality, [])
     if feature is not None:
         entries = [e for e in entries if e.name == feature_name(dataset, modality, feature)]
@@ -166,10 +167,11 @@ def load_features(store: Store, dataset: str, inputs: Mapping[str, str | None],
         raise UserError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
     manifest = resolve_version(store, dataset, version)
     version = manifest.version()
+    stored = features_of(store, dataset, version)  # one scan of the store for every modality
     loaded = []
     valid = torch.ones(len(manifest), dtype=torch.bool)
     for modality, feature in inputs.items():
-        entry = choose_entry(store, manifest, version, modality, feature)
+        entry = choose_entry(stored, manifest, version, modality, feature)
         if entry.shape[0] != len(manifest):
             raise UserError(f"{entry.name} has {entry.shape[0]} rows but the {dataset} manifest has {len(manifest)}")
         values = entry.load(dtype=torch.float32)  # (N, D) or (N, T, D), converted chunk by chunk
