@@ -33,7 +33,7 @@ from mmpipe.adapters.components import FUSED, per_modality
 from mmpipe.evaluate import metrics
 from mmpipe.evaluate.delta import JOINT_OWNER, SHARED_OWNER, decoupling_components, mean_std, owner_component
 from mmpipe.evaluate.tables import Cell, HeaderGroup, Table, format_mean_std
-from mmpipe.evaluate.views import ensure_views
+from mmpipe.evaluate.views import use_current_views
 from mmpipe.store.errors import UserError
 from mmpipe.store.results import fetch, reading
 
@@ -82,8 +82,7 @@ SETUP_KEY = ("variant", "dataset", "data_version", "inputs")
 
 def load_report_data(db_path: Path, filters: ReportFilters = ReportFilters()) -> ReportData:
     """Read everything the tables need; unknown filter values list the valid ones."""
-    ensure_views(db_path)
-    with reading(db_path) as conn:
+    with reading(db_path, prepare=use_current_views) as conn:
         runs = fetch(conn, "SELECT * FROM runs ORDER BY variant, dataset, seed, run_id")
         labels = fetch(conn, "SELECT * FROM labels ORDER BY dataset, label")
         summary = fetch(conn, "SELECT * FROM probe_summary ORDER BY variant, dataset, label, component")

@@ -10,17 +10,30 @@ as columns of their own; every grouping uses those.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 from typing import Any
 
 from mmpipe.evaluate.probes import ProbeOutcome
 from mmpipe.evaluate.reference import paper_row
-from mmpipe.evaluate.views import create_views, ensure_views
+from mmpipe.evaluate.views import create_views, use_current_views
 from mmpipe.store.manifest import Manifest
-from mmpipe.store.results import LabelRow, QueryResult, RunRow, replace_probes, replace_run, writing
+from mmpipe.store.results import (
+    DatabaseUnavailable,
+    LabelRow,
+    QueryResult,
+    RunRow,
+    replace_probes,
+    replace_run,
+    spill,
+    spilled,
+    writing,
+)
 from mmpipe.store.results import query as store_query
 from mmpipe.store.root import Store
 from mmpipe.store.runs import RunEntry, RunRecord
+
+log = logging.getLogger(__name__)
 
 
 def paper_row_of(record: RunRecord) -> str:
@@ -54,16 +67,38 @@ def _manifest(store: Store, run: RunEntry) -> Manifest:
 
 
 def save_probes(store: Store, run: RunEntry, outcome: ProbeOutcome) -> int:
-    """Replace the run's rows in the results DB with this outcome (one short transaction)."""
+    """Replace the run's rows in the results DB with this outcome (one short transaction), after
+    the rows an earlier probe could not write (`spilled`).
+
+    When the DB cannot be written (a lock held too long, a full or read-only disk) the scores are
+    not lost: they are kept in a spill file beside the DB, which the next successful write
+    imports, and the error says so."""
     labels = label_rows(_manifest(store, run))
-    with writing(store.results_db) as conn:
-        replace_run(conn, run_row(run), labels)
-        count = replace_probes(conn, run.run_id, outcome.rows)
-        create_views(conn)
+    row = run_row(run)
+    db = store.results_db
+    try:
+        waiting = spilled(db)
+        with writing(db) as conn:
+            for kept in waiting:
+                replace_run(conn, kept.run, kept.labels)
+                replace_probes(conn, kept.run.run_id, kept.probes)
+            replace_run(conn, row, labels)
+            count = replace_probes(conn, run.run_id, outcome.rows)
+            create_views(conn)
+    except DatabaseUnavailable as error:
+        try:
+            where = spill(db, row, labels, outcome.rows)
+        except OSError as spill_error:
+            raise DatabaseUnavailable(f"{error}; the {len(outcome.rows)} scores of {run.run_id} could not be kept "
+                                      f"either ({spill_error.strerror}): probe it again later") from None
+        raise DatabaseUnavailable(f"{error}; the {len(outcome.rows)} scores of {run.run_id} are kept in {where} "
+                                  "and the next `mmpipe probe` saves them") from None
+    for kept in waiting:
+        kept.path.unlink(missing_ok=True)
+        log.warning("saved the %d scores of %s kept from an earlier probe", len(kept.probes), kept.run.run_id)
     return count
 
 
 def query(path: Path, sql: str) -> QueryResult:
     """Read-only SQL over the results DB's tables and views (`mmpipe query`)."""
-    ensure_views(path)
-    return store_query(path, sql)
+    return store_query(path, sql, prepare=use_current_views)

@@ -24,22 +24,21 @@ modality k, Δ = score(z_k) − score(z_s); for a ``shared`` label, Δ = score(z
 score(z_k) over every modality k of the run (the keys of ``runs.inputs``), and no Δ unless each of
 them was probed; ``joint`` labels have none; times −1 for a metric where lower is better.
 
-:func:`create_views` runs inside every write transaction of `evaluate/results.py`, and the
-reading paths call :func:`ensure_views`; both (re)create the views when they are missing or were
-written by another version of this file (the SQL's hash is the ``delta_summary`` view's comment).
+:func:`create_views` runs inside every write transaction of `evaluate/results.py` and (re)creates
+the views when they are missing or were written by another version of this file (the SQL's hash
+is the ``delta_summary`` view's comment); readers call :func:`use_current_views`, which gives
+their connection this version's views as temporary ones and writes nothing.
 """
 
 from __future__ import annotations
 
 import hashlib
-from pathlib import Path
 
 import duckdb
 
 from mmpipe.adapters.components import SHARED, specific
 from mmpipe.evaluate.delta import JOINT_OWNER, SHARED_OWNER
 from mmpipe.evaluate.metrics import METRICS
-from mmpipe.store.results import reading, writing
 
 SETUP = "r.variant, r.method, r.ablation, r.settings, r.inputs, r.dataset, r.data_version"
 VIEW_NAMES = ("metrics", "run_modalities", "probe_summary", "delta_per_run", "delta_summary")
@@ -64,9 +63,10 @@ def _metrics_sql() -> str:
     return (f"SELECT * FROM (VALUES\n    {rows}\n) AS t(metric, display, higher_is_better, pattern, rule)")
 
 
-def views_sql() -> str:
+def views_sql(temporary: bool = False) -> str:
+    """The views' SQL; ``temporary``: as TEMP views of one connection (a reader's, which may not write)."""
     shared, shared_owner, joint = _literal(SHARED), _literal(SHARED_OWNER), _literal(JOINT_OWNER)
-    return f"""
+    sql = f"""
 CREATE OR REPLACE VIEW metrics AS
 {_metrics_sql()};
 CREATE OR REPLACE VIEW run_modalities AS
@@ -108,6 +108,7 @@ SELECT {SETUP.replace("r.", "")}, label, metric,
 FROM delta_per_run
 GROUP BY {SETUP.replace("r.", "")}, label, metric;
 """
+    return sql.replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW") if temporary else sql
 
 
 def views_version() -> str:
@@ -126,14 +127,10 @@ def _current(conn: duckdb.DuckDBPyConnection) -> bool:
     return set(VIEW_NAMES) <= set(found) and found["delta_summary"] == views_version()
 
 
-def ensure_views(path: Path) -> None:
-    """Make sure the DB at ``path`` has this version's views (a short write only when it has not).
-    A missing DB is left to the reader, which says there are no results yet."""
-    path = Path(path)
-    if not path.exists():
-        return
-    with reading(path) as conn:
-        if _current(conn):
-            return
-    with writing(path) as conn:
-        create_views(conn)
+def use_current_views(conn: duckdb.DuckDBPyConnection) -> None:
+    """On a reading connection: when the stored views are missing or another version's, this
+    version's as temporary views, which shadow them for this connection only. Readers never
+    write (the store may be read-only, or another process may hold the write lock); the next
+    probe stores the current views."""
+    if not _current(conn):
+        conn.execute(views_sql(temporary=True))

@@ -1,4 +1,10 @@
-"""The one exception family the CLI turns into a one-line message and exit code 2."""
+"""The one exception family the CLI turns into a one-line message and exit code 2, and the
+mapping of disk errors (full, read-only, denied) onto it."""
+
+import errno
+import os
+import shutil
+from pathlib import Path
 
 
 class UserError(Exception):
@@ -17,3 +23,43 @@ class UnknownNameError(UserError, KeyError):
 
 class KeyMismatchError(UserError):
     """A request whose fingerprint key material disagrees with what the store holds."""
+
+
+# errno values that mean "the disk or its permissions refused", not "mmpipe is wrong"
+DISK_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+               errno.EROFS: "the filesystem is read-only", errno.EACCES: "permission denied",
+               errno.EPERM: "operation not permitted", errno.EIO: "an input/output error (failing disk?)"}
+
+
+def _human(n_bytes: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if n_bytes < 1024 or unit == "TiB":
+            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1024
+    raise AssertionError
+
+
+def free_space(path: str | os.PathLike[str]) -> str:
+    """``"12.3 GiB free"`` on the filesystem holding ``path`` (its nearest existing parent)."""
+    place = Path(path).absolute()
+    while not place.exists() and place.parent != place:
+        place = place.parent
+    try:
+        return f"{_human(shutil.disk_usage(place).free)} free"
+    except OSError:
+        return "free space unknown"
+
+
+def disk_error_message(path: str | os.PathLike[str], what: str, reason: str) -> str:
+    """One line: what could not be done, where, why, and how much space is left there."""
+    return f"{what} at {path}: {reason} ({free_space(path)})"
+
+
+def disk_error(error: OSError) -> UserError | None:
+    """A UserError for an OSError the disk caused (full, read-only, denied); None for any other."""
+    reason = DISK_ERRNOS.get(error.errno or -1)
+    if reason is None:
+        return None
+    where = error.filename if error.filename is not None else "the store"
+    return UserError(disk_error_message(where, "could not write" if error.errno != errno.EACCES else "could not access",
+                                        reason))

@@ -21,28 +21,59 @@ views over them (per-setup summaries, Δ) are evaluation semantics and live in
 Concurrency: DuckDB lets one process hold a file for writing at a time, and a writer also blocks
 readers in other processes. Every write here is one short transaction on a fresh connection
 (connect, replace the run's rows, commit, close); a lock conflict is retried with jittered
-backoff, so two probes finishing together both land, one after the other.
+backoff, so two probes finishing together both land, one after the other. A lock held longer
+than ``NOTICE_AFTER_S`` is logged (``logging``, this module's logger) with the holder's PID, and
+after ``lock_wait_s()`` the wait ends in a `DatabaseUnavailable` error.
+
+Failure: the file is created atomically (built under a temporary name with its tables, then
+linked into place), so a first write that fails or is killed leaves no file; an empty file left
+by an older mmpipe is replaced by the next writer and read as "no results yet". A write that
+fails (disk full, read-only filesystem, a lock held too long) raises `DatabaseUnavailable`
+naming the cause; a failing rollback never hides it. The caller may keep what it could not
+write in a spill file (`spill`), which the next write imports (`spilled`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import random
+import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import astuple, dataclass, fields
+from dataclasses import asdict, astuple, dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import duckdb
 
-from mmpipe.store.errors import UserError
+from mmpipe.store.errors import UserError, disk_error_message
 
 if TYPE_CHECKING:  # store.runs imports torch and zarr; a process that only writes rows needs neither
     from mmpipe.store.runs import RunRecord
 
-LOCK_TIMEOUT_S = 120.0
+LOCK_WAIT_ENV = "MMPIPE_LOCK_WAIT_S"
+DEFAULT_LOCK_WAIT_S = 60.0
+NOTICE_AFTER_S = 1.0
+log = logging.getLogger(__name__)
+
+
+def lock_wait_s() -> float:
+    """How long to wait for another process's lock: ``MMPIPE_LOCK_WAIT_S`` or 60 s."""
+    try:
+        wait = float(os.environ.get(LOCK_WAIT_ENV, DEFAULT_LOCK_WAIT_S))
+    except ValueError:
+        raise UserError(f"{LOCK_WAIT_ENV} must be a number of seconds, not {os.environ[LOCK_WAIT_ENV]!r}") from None
+    if not 0 <= wait < float("inf"):
+        raise UserError(f"{LOCK_WAIT_ENV} must be a finite number of seconds >= 0, not {wait}")
+    return wait
+
+
+class DatabaseUnavailable(UserError):
+    """The results DB could not be opened or written now (held lock, full disk, read-only
+    filesystem, damaged file); the message says which and what to do."""
 
 RUN_COLUMNS = """run_id VARCHAR PRIMARY KEY, method VARCHAR, ablation VARCHAR, settings JSON, inputs JSON,
     dataset VARCHAR, data_version VARCHAR, seed INTEGER, fingerprint VARCHAR, config JSON, started_at TIMESTAMP,
@@ -116,13 +147,36 @@ def _is_lock_error(error: duckdb.Error) -> bool:
     return isinstance(error, duckdb.IOException) and "lock" in str(error).lower()
 
 
+def _holder(error: duckdb.Error) -> str:
+    """Who holds the lock, from DuckDB's message ("Conflicting lock is held in PROGRAM (PID N)")."""
+    found = re.search(r"held in (.*?) \(PID (\d+)\)", str(error))
+    return f"PID {found.group(2)} ({found.group(1)})" if found else "another process"
+
+
 def _is_being_created(error: duckdb.Error, path: Path) -> bool:
-    """Another process created the file a moment ago and has not written its header yet."""
+    """An older mmpipe created the file a moment ago and has not written its header yet."""
     try:
         young = time.time() - Path(path).stat().st_mtime < 5.0
     except OSError:
         return False
     return isinstance(error, duckdb.IOException) and "not a valid DuckDB database file" in str(error) and young
+
+
+_DISK_ERRORS = {"No space left on device": "the disk is full", "Read-only file system": "the filesystem is read-only",
+                "Disk quota exceeded": "the disk quota is exceeded", "Permission denied": "permission denied"}
+
+
+def _unavailable(error: duckdb.Error, path: Path, writing_: bool) -> UserError | None:
+    """DuckDB's error as one line naming the cause, or None when it is not about the file."""
+    text = str(error)
+    for marker, reason in _DISK_ERRORS.items():
+        if marker in text:
+            doing = "write" if writing_ else "read"
+            return DatabaseUnavailable(disk_error_message(path, f"could not {doing} the results DB", reason))
+    if "not a valid DuckDB database file" in text or "database file" in text and "corrupt" in text.lower():
+        return DatabaseUnavailable(f"{path} is not a readable DuckDB database (damaged): move it aside with "
+                                   "`mmpipe verify --repair`, then `mmpipe probe --all` rebuilds it")
+    return None
 
 
 # A connection for user SQL: it reads this one database and nothing else. DuckDB itself refuses
@@ -132,27 +186,88 @@ CONFINED = {"enable_external_access": False, "autoinstall_known_extensions": Fal
             "autoload_known_extensions": False, "lock_configuration": True}
 
 
-def _connect(path: Path, *, read_only: bool, timeout_s: float = LOCK_TIMEOUT_S,
+def _connect(path: Path, *, read_only: bool, timeout_s: float | None = None,
              config: dict[str, object] | None = None) -> duckdb.DuckDBPyConnection:
-    """Connect, retrying while another process holds the file lock (jittered exponential backoff)."""
-    deadline = time.monotonic() + timeout_s
+    """Connect, waiting while another process holds the file lock (jittered exponential backoff):
+    after ``NOTICE_AFTER_S`` the wait is logged with the holder, after ``timeout_s`` (default
+    `lock_wait_s`) it ends in `DatabaseUnavailable`."""
+    timeout_s = lock_wait_s() if timeout_s is None else timeout_s
+    started = time.monotonic()
+    noticed = False
     delay = 0.01
     while True:
         try:
             return duckdb.connect(str(path), read_only=read_only, config=config or {})
         except duckdb.Error as error:
-            if not (_is_lock_error(error) or _is_being_created(error, path)) or time.monotonic() > deadline:
-                raise
-        time.sleep(delay * (0.5 + random.random()))
+            waited = time.monotonic() - started
+            if _is_lock_error(error):
+                if waited > timeout_s:
+                    raise DatabaseUnavailable(
+                        f"{path} is locked by {_holder(error)}; gave up after waiting {timeout_s:.0f} s "
+                        f"(set {LOCK_WAIT_ENV} to wait longer), run the command again when it has finished") from None
+                if not noticed and waited >= NOTICE_AFTER_S:
+                    log.warning("%s is locked by %s; waiting up to %.0f s", path, _holder(error), timeout_s)
+                    noticed = True
+            elif not (_is_being_created(error, path) and waited <= timeout_s):
+                problem = _unavailable(error, path, not read_only)
+                if problem is None:
+                    raise
+                raise problem from None
+        time.sleep(min(delay * (0.5 + random.random()), max(0.0, started + timeout_s - time.monotonic()) + 0.01))
         delay = min(delay * 2, 0.5)
 
 
+def _create(path: Path) -> None:
+    """Make the DB with its tables under a temporary name, then link it into place: a failed or
+    killed first write leaves no results file (only a temporary one, removed by the next writer
+    of the same process id or by `mmpipe verify --repair`). An empty file (older mmpipe versions
+    left one on a full disk) holds nothing and is replaced."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    wal = tmp.with_name(tmp.name + ".wal")
+    for leftover in (tmp, wal):
+        leftover.unlink(missing_ok=True)
+    try:
+        conn = duckdb.connect(str(tmp))
+        try:
+            conn.execute(SCHEMA)
+        finally:
+            conn.close()  # checkpoints: the tables are in the file itself, no WAL is left
+        if _is_empty(path):
+            os.replace(tmp, path)
+        else:
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass  # another process created it first; its tables are the same
+    except duckdb.Error as error:
+        problem = _unavailable(error, path, True)
+        if problem is None:
+            raise
+        raise problem from None
+    except OSError as error:
+        raise DatabaseUnavailable(disk_error_message(path, "could not create the results DB",
+                                                     error.strerror or str(error))) from None
+    finally:
+        for leftover in (tmp, wal):
+            leftover.unlink(missing_ok=True)
+
+
+def _is_empty(path: Path) -> bool:
+    try:
+        return path.stat().st_size == 0
+    except FileNotFoundError:
+        return False
+
+
 @contextmanager
-def writing(path: Path, *, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[duckdb.DuckDBPyConnection]:
+def writing(path: Path, *, timeout_s: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
     """A short write transaction on a fresh connection; the file lock is released on exit.
 
     A results DB whose ``runs`` table has other columns (written by an older mmpipe) is refused
-    in one line rather than misread."""
+    in one line rather than misread. A write the disk refuses raises `DatabaseUnavailable`."""
+    path = Path(path)
+    if not path.exists() or _is_empty(path):
+        _create(path)
     conn = _connect(path, read_only=False, timeout_s=timeout_s)
     try:
         conn.execute(SCHEMA)
@@ -162,8 +277,16 @@ def writing(path: Path, *, timeout_s: float = LOCK_TIMEOUT_S) -> Iterator[duckdb
             yield conn
             conn.execute("COMMIT")
         except BaseException:
-            conn.execute("ROLLBACK")
+            try:
+                conn.execute("ROLLBACK")
+            except duckdb.Error:
+                pass  # DuckDB already aborted it (e.g. after a failed write): the cause is being raised
             raise
+    except duckdb.Error as error:
+        problem = _unavailable(error, path, True)
+        if problem is None:
+            raise
+        raise problem from None
     finally:
         conn.close()
 
@@ -210,22 +333,111 @@ def write_probes(path: Path, run: RunRow, labels: Iterable[LabelRow], rows: Iter
         return replace_probes(conn, run.run_id, rows)
 
 
+# -- spill: scores a write could not save, kept for the next one -----------------------------------
+@dataclass(frozen=True)
+class Spill:
+    """One run's rows that could not be written (`spill`), waiting in ``path`` for the next write."""
+
+    path: Path
+    run: RunRow
+    labels: list[LabelRow]
+    probes: list[ProbeRow]
+
+
+def spill_dir(db: Path) -> Path:
+    """``<db>.unsaved/``: one JSON file per run whose rows wait to be written."""
+    return Path(db).with_name(Path(db).name + ".unsaved")
+
+
+def spill(db: Path, run: RunRow, labels: Iterable[LabelRow], probes: Iterable[ProbeRow]) -> Path:
+    """Keep one run's rows beside the DB (atomically: a complete file or none); returns its path.
+    Raises OSError when even that cannot be written (the same full or read-only disk)."""
+    folder = spill_dir(db)
+    folder.mkdir(exist_ok=True)
+    target = folder / f"{run.run_id}.json"
+    tmp = folder / f".{run.run_id}.json.tmp"
+    data = {"run": asdict(run), "labels": [asdict(r) for r in labels], "probes": [asdict(r) for r in probes]}
+    try:
+        tmp.write_text(json.dumps(data))
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return target
+
+
+def spilled(db: Path) -> list[Spill]:
+    """The rows waiting beside ``db``, oldest first; an unreadable spill file is a UserError."""
+    folder = spill_dir(db)
+    if not folder.is_dir():
+        return []
+    found = []
+    for path in sorted(folder.glob("*.json"), key=lambda p: p.stat().st_mtime):
+        try:
+            data = json.loads(path.read_text())
+            found.append(Spill(path, RunRow(**data["run"]), [LabelRow(**r) for r in data["labels"]],
+                               [ProbeRow(**r) for r in data["probes"]]))
+        except (OSError, ValueError, TypeError, KeyError):
+            raise UserError(f"{path} (probe scores kept after a failed write) is unreadable: delete it and "
+                            "probe that run again") from None
+    return found
+
+
 # -- reading --------------------------------------------------------------------------------------
 READ_ONLY_STATEMENTS = ("SELECT", "EXPLAIN")
 
 
+TABLES = ("runs", "probes", "labels")
+Prepare = Callable[[duckdb.DuckDBPyConnection], None]
+
+
 @contextmanager
-def reading(path: Path, *, confined: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+def reading(path: Path, *, confined: bool = False, prepare: Prepare | None = None,
+            ) -> Iterator[duckdb.DuckDBPyConnection]:
     """A read-only connection (``confined``: one that can reach no file but the database, for
-    user SQL); a store with no results yet is a UserError."""
+    user SQL); ``prepare`` runs on it first (e.g. temporary views). A store with no results yet
+    (no file, an empty one, or one without its tables) is a UserError."""
     path = Path(path)
-    if not path.exists():
+    if not path.exists() or _is_empty(path):
         raise UserError(f"no results yet at {path}; probe runs first with `mmpipe probe --all`")
     conn = _connect(path, read_only=True, config=CONFINED if confined else None)
     try:
+        tables = {row[0] for row in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        if not set(TABLES) <= tables:
+            raise UserError(f"no results yet at {path} (it has no tables); probe runs with `mmpipe probe --all`")
+        if prepare is not None:
+            prepare(conn)
         yield conn
     finally:
         conn.close()
+
+
+def db_problem(path: Path) -> str | None:
+    """What is wrong with the results DB at ``path`` (one line), or None when it reads: a file
+    that is not a DuckDB database, tables missing or of another mmpipe's columns. No DB is fine."""
+    path = Path(path)
+    if not path.exists() or _is_empty(path):
+        return None
+    try:
+        conn = _connect(path, read_only=True, config=CONFINED)
+    except UserError as error:
+        return str(error)
+    except duckdb.Error as error:
+        return _one_line(error)
+    try:
+        tables = {row[0] for row in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+        missing = [t for t in TABLES if t not in tables]
+        if missing:
+            return f"{path} has no {', '.join(missing)} table: it was never fully written"
+        check_schema(conn, path)
+        for table in TABLES:
+            conn.execute(f"SELECT count(*) FROM {table}").fetchall()
+    except UserError as error:
+        return str(error)
+    except duckdb.Error as error:
+        return f"{path}: {_one_line(error)}"
+    finally:
+        conn.close()
+    return None
 
 
 @dataclass(frozen=True)
@@ -234,12 +446,12 @@ class QueryResult:
     rows: list[tuple]
 
 
-def query(path: Path, sql: str) -> QueryResult:
+def query(path: Path, sql: str, prepare: Prepare | None = None) -> QueryResult:
     """Run user SQL on a confined read-only connection (`CONFINED`). Statements other than
     SELECT/EXPLAIN are refused with a clear line before execution; whatever gets past that can
     still neither write nor read a file, nor load an extension. Malformed or refused SQL becomes
     a UserError carrying DuckDB's own message."""
-    with reading(path, confined=True) as conn:
+    with reading(path, confined=True, prepare=prepare) as conn:
         try:
             statements = conn.extract_statements(sql)
         except duckdb.Error as error:

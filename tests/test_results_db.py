@@ -12,7 +12,6 @@ from mmpipe.evaluate.delta import decoupling_components, delta, delta_over_seeds
 from mmpipe.evaluate.probes import ProbeConfig, probe_run
 from mmpipe.evaluate.results import query as evaluate_query
 from mmpipe.evaluate.results import run_row, save_probes, variant_of
-from mmpipe.evaluate.views import ensure_views
 from mmpipe.store.errors import UserError
 from mmpipe.store.results import LabelRow, ProbeRow, RunRow, query, reading, write_probes
 from mmpipe.store.runs import RunRecord
@@ -45,7 +44,6 @@ SETUP = ["variant", "method", "ablation", "settings", "inputs", "dataset", "data
 def test_tables_and_views_have_the_documented_columns(tmp_path):
     db = tmp_path / "r.duckdb"
     write_probes(db, _run_row("a"), LABELS, _rows("a"))
-    ensure_views(db)
     expected = {
         "runs": ["run_id", "method", "ablation", "settings", "inputs", "dataset", "data_version", "seed",
                  "fingerprint", "config", "started_at", "seconds", "n_params", "ranks", "code_version", "variant"],
@@ -58,11 +56,11 @@ def test_tables_and_views_have_the_documented_columns(tmp_path):
         "delta_summary": SETUP + ["label", "metric", "mean", "std", "n_seeds"],
     }
     for table, columns in expected.items():
-        assert query(db, f"SELECT * FROM {table} LIMIT 0").columns == columns, table
+        assert evaluate_query(db, f"SELECT * FROM {table} LIMIT 0").columns == columns, table
     run = query(db, "SELECT method, ablation, settings, inputs, variant FROM runs").rows
     assert run == [("toy", None, "{}", '{"m1": "d.m1.f", "m2": "d.m2.f"}', "toy")]
-    assert query(db, "SELECT modality FROM run_modalities ORDER BY 1").rows == [("m1",), ("m2",)]
-    directions = dict(query(db, "SELECT metric, higher_is_better FROM metrics").rows)
+    assert evaluate_query(db, "SELECT modality FROM run_modalities ORDER BY 1").rows == [("m1",), ("m2",)]
+    directions = dict(evaluate_query(db, "SELECT metric, higher_is_better FROM metrics").rows)
     assert directions == {"accuracy": True, "accuracy_<k>shot": True, "mse": False, "silhouette": True}
 
 
@@ -166,7 +164,7 @@ def test_ablation_is_its_own_method_in_the_views(store):
                         ("multiloreft (no pruning)", "multiloreft", "no pruning", 1)]
 
 
-def test_views_are_created_by_readers_when_missing_or_stale(tmp_path):
+def test_readers_see_current_views_when_stored_ones_are_missing_or_stale_and_write_nothing(tmp_path):
     db = tmp_path / "r.duckdb"
     write_probes(db, _run_row("a"), LABELS, _rows("a"))  # the store layer alone writes no view
     with pytest.raises(UserError, match="delta_summary does not exist"):
@@ -175,7 +173,9 @@ def test_views_are_created_by_readers_when_missing_or_stale(tmp_path):
     conn = duckdb.connect(str(db))
     conn.execute("CREATE OR REPLACE VIEW delta_summary AS SELECT 1 AS stale")
     conn.close()
+    before = db.read_bytes()
     assert evaluate_query(db, "SELECT label FROM delta_summary").rows == [("y",)]
+    assert db.read_bytes() == before
 
 
 def test_a_results_db_of_the_old_format_is_refused_in_one_line(tmp_path):

@@ -3,11 +3,15 @@ option, the one-line handling of user errors, and small option parsers.
 
 User errors (`mmpipe.store.errors.UserError`: unknown names, missing paths, a directory that is
 not a store) print one line on stderr and exit 2 without a traceback; nothing stored is touched.
+So does an OSError the disk caused (full, read-only, permission denied): one line naming the
+file and the free space. Ctrl-C prints one line and exits 130. Warnings the layers log (e.g.
+"the results DB is locked by PID N; waiting") are printed on stderr as they happen.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +21,7 @@ import typer
 from rich.console import Console
 
 from mmpipe.evaluate import latex, markdown, terminal
-from mmpipe.store.errors import UserError
+from mmpipe.store.errors import UserError, disk_error
 from mmpipe.store.root import Store
 
 app = typer.Typer(
@@ -39,16 +43,45 @@ class State:
     store_path: Path | None
 
 
+class _OneLine(logging.Handler):
+    """mmpipe's log records as ``mmpipe: <message>`` lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        typer.echo(f"mmpipe: {record.getMessage()}", err=True)
+
+
+def _show_warnings() -> None:
+    logger = logging.getLogger("mmpipe")
+    if not any(isinstance(h, _OneLine) for h in logger.handlers):
+        logger.addHandler(_OneLine(logging.WARNING))
+        logger.setLevel(logging.WARNING)
+        logger.propagate = False
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    typer.echo(f"mmpipe: error: {message}", err=True)
+    return typer.Exit(code)
+
+
 def user_errors(command: F) -> F:
-    """Turn a UserError into one line on stderr and exit code 2."""
+    """Turn a UserError, or an OSError the disk caused, into one line on stderr and exit code 2;
+    Ctrl-C into one line and exit code 130."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        _show_warnings()
         try:
             return command(*args, **kwargs)
         except UserError as error:
-            typer.echo(f"mmpipe: error: {error}", err=True)
-            raise typer.Exit(2) from None
+            raise _fail(str(error)) from None
+        except OSError as error:
+            problem = disk_error(error)
+            if problem is None:
+                raise
+            raise _fail(str(problem)) from None
+        except KeyboardInterrupt:
+            raise _fail("interrupted; nothing half-written was published (run the command again to finish)",
+                        130) from None
 
     return wrapper  # type: ignore[return-value]
 
