@@ -231,3 +231,29 @@ def test_a_full_disk_fails_in_one_line_leaves_no_half_db_and_wedges_nothing(tmp_
     assert "the disk is full" in lines["later"] and "rollback" not in lines["later"]
     assert lines["after"] == "[('a', 10)]"  # the failed write is rolled back, the DB is intact
     assert lines["then"] == "[('a', 10), ('c', 10)]"
+
+
+def test_the_cli_says_who_holds_the_lock_within_two_seconds_then_gives_up_in_one_line(tmp_path):
+    from mmpipe.store.root import Store
+
+    store = Store.open(tmp_path / "store", create=True)
+    write_probes(store.results_db, _run_row("a"), LABELS, _rows("a"))
+    holder = _hold_lock(store.results_db, 30)
+    try:
+        cli = subprocess.Popen(["mmpipe", "--store", str(store.root), "query", "SELECT count(*) FROM probes"],
+                               stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                               env={**os.environ, "MMPIPE_LOCK_WAIT_S": "4"})
+        notice = cli.stderr.readline()
+        noticed = time.monotonic()
+        rest = cli.stderr.read()
+        cli.wait()
+        gave_up = time.monotonic()
+    finally:
+        holder.kill()
+        holder.wait()
+    assert notice.startswith("mmpipe: ") and f"locked by PID {holder.pid}" in notice and "waiting up to 4 s" in notice
+    # the wait lasts 4 s; the notice came at least 2 s before its end, so within 2 s of its start
+    assert gave_up - noticed >= 2.0
+    assert cli.returncode == 2
+    assert rest.count("\n") == 1 and rest.startswith("mmpipe: error: ") and "gave up after waiting 4 s" in rest
+    assert "Traceback" not in rest
