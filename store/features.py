@@ -14,24 +14,31 @@ files use). Layout of one entry (``<store>/features/<name>/<fingerprint>/``)::
     meta.json            shape [N, *row_shape], row_shape, dtype, chunking, timings, failures, time
 
 Every chunk of every array has its file (empty chunks are written too), so a missing chunk file
-means a damaged entry and reading it is an error, never a silent fill value.
+means a damaged entry and reading it is an error, never a silent fill value. So is every other
+damage a read meets: a chunk file of the wrong size, a chunk that does not decode, a ``meta.json``
+/ ``key.json`` / ``zarr.json`` that is missing, not JSON or of the wrong shape, a ``key.json`` that
+does not hash to the entry's fingerprint. Each raises `DamagedError` (store/damage.py) naming the
+entry and the file.
 
 A writer works in ``.tmp-<fingerprint>/`` under an exclusive lock; each finished chunk gets a
 marker in ``progress/`` written after its data, so a killed run resumes and recomputes only the
 chunks without a marker. ``publish`` renames the temporary directory to its final name, which is
 atomic: readers see either no entry or a complete one. Two processes asking for the same entry
-serialise on the lock; the second finds the published entry and reuses it.
+serialise on the lock; the second finds the published entry and reuses it. A published entry is
+never written again, so finding one takes neither the lock nor write access (a read-only store
+serves it).
 """
 
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import json
 import os
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -41,8 +48,16 @@ import torch
 import zarr
 from zarr.codecs import BloscCodec, BytesCodec
 
-from mmpipe.store.errors import UserError
-from mmpipe.store.fingerprint import fingerprint, key_material
+from mmpipe.store.damage import (
+    ChunkDamage,
+    Damaged,
+    DamagedError,
+    entry_chunks,
+    json_object,
+    read_json,
+    unreadable,
+)
+from mmpipe.store.fingerprint import canonical_json, fingerprint, key_material
 
 TARGET_CHUNK_BYTES = 3 * 2**19  # 1.5 MiB: large enough for fast reads, small enough to resume cheaply
 COMPRESSIONS = ("none", "lz4")
@@ -61,6 +76,19 @@ def _write_json(path: Path, data: Any) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
     os.replace(tmp, path)
+
+
+def _damaged_entry(path: Path) -> Callable[[str], DamagedError]:
+    return lambda reason: DamagedError(Damaged(path, "feature entry", reason))
+
+
+def _digest(key: dict[str, Any]) -> str | None:
+    """sha256 of stored key material exactly as saved (not re-keyed: a later CACHE_VERSION must
+    not make an intact entry look damaged); None for material with no canonical JSON (NaN)."""
+    try:
+        return hashlib.sha256(canonical_json(key).encode()).hexdigest()
+    except (TypeError, ValueError):
+        return None
 
 
 def _compressors(compression: str):
@@ -83,8 +111,22 @@ class FeatureEntry:
 
     @classmethod
     def open(cls, path: Path) -> FeatureEntry:
-        meta = json.loads((path / "meta.json").read_text())
-        key = json.loads((path / "key.json").read_text())
+        """Read ``meta.json`` and ``key.json``; damage raises `DamagedError`. The arrays are
+        checked against ``meta.json`` when they are read."""
+        damaged = _damaged_entry(path)
+        meta = json_object(read_json(path / "meta.json", damaged), "meta.json", damaged,
+                           {"name": str, "shape": list, "dtype": str})
+        shape = meta["shape"]
+        if len(shape) < 2 or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in shape):
+            raise damaged(f"meta.json: shape {shape} is not [N, *row_shape] of non-negative integers")
+        if meta["dtype"] not in DTYPES or meta["name"] != path.parent.name:
+            raise damaged(f"meta.json names {meta['name']!r} of dtype {meta['dtype']!r}, not an entry of "
+                          f"{path.parent.name} in one of {', '.join(DTYPES)}")
+        if meta.get("row_shape", shape[1:]) != shape[1:] or not isinstance(meta.get("extras", {}), dict):
+            raise damaged("meta.json: row_shape or extras disagree with its shape")
+        key = read_json(path / "key.json", damaged)
+        if not isinstance(key, dict) or _digest(key) != path.name:
+            raise damaged("key.json does not hash to the entry's fingerprint (its directory name)")
         return cls(path=path, name=meta["name"], fingerprint=path.name, key=key, meta=meta)
 
     @property
@@ -106,8 +148,15 @@ class FeatureEntry:
         """D, the feature width of one row (of one step, for a sequence)."""
         return self.row_shape[-1]
 
-    def _group(self) -> zarr.Group:
-        return zarr.open_group(self.path, mode="r")
+    def _array(self, name: str) -> zarr.Array:
+        """An array of the entry, its metadata checked against ``meta.json``."""
+        n, expected = self.shape[0], {"data": (self.shape, self.meta["dtype"]), "valid": ((self.shape[0],), "bool")}
+        if self.is_sequence:
+            expected["lengths"] = ((n,), "int32")
+        for extra, shape in self.meta.get("extras", {}).items():
+            expected[extra] = ((n, *shape), self.meta["dtype"])
+        shape, dtype = expected[name]
+        return open_array(self.path, name, _damaged_entry(self.path), shape=shape, dtype=dtype)
 
     def array_names(self) -> list[str]:
         return ["data", *(["lengths"] if self.is_sequence else []), *self.meta.get("extras", {})]
@@ -121,15 +170,16 @@ class FeatureEntry:
         row, into one preallocated output: loading float16 as ``dtype=torch.float32`` peaks at
         about the float32 output plus one chunk, never the float16 array plus its float32 copy.
         """
-        stored = self._group()[array]
+        stored = self._array(array)
         folder = self.path / array
         stored_dtype = torch.from_numpy(np.empty(0, dtype=stored.dtype)).dtype
-        if rows is None and (dtype is None or dtype == stored_dtype):
-            return torch.from_numpy(read_whole(stored, folder))
-        index = None if rows is None else _row_indices(rows, stored.shape[0])
-        n = stored.shape[0] if index is None else len(index)
-        out = torch.empty((n, *stored.shape[1:]), dtype=dtype or stored_dtype)
-        read_into(stored, folder, out, index)
+        with entry_chunks(self.path, "feature entry"):
+            if rows is None and (dtype is None or dtype == stored_dtype):
+                return torch.from_numpy(read_whole(stored, folder))
+            index = None if rows is None else _row_indices(rows, stored.shape[0])
+            n = stored.shape[0] if index is None else len(index)
+            out = torch.empty((n, *stored.shape[1:]), dtype=dtype or stored_dtype)
+            read_into(stored, folder, out, index)
         return out
 
     def lengths(self) -> torch.Tensor | None:
@@ -140,7 +190,8 @@ class FeatureEntry:
 
     def valid(self) -> np.ndarray:
         """Boolean row mask: False where the media failed and the row holds no features."""
-        return np.asarray(read_whole(self._group()["valid"], self.path / "valid"), dtype=bool)
+        with entry_chunks(self.path, "feature entry"):
+            return read_mask(self._array("valid"), self.path / "valid")
 
     def failures(self) -> list[dict[str, Any]]:
         return list(self.meta.get("failures", []))
@@ -211,19 +262,25 @@ class FeatureWriter:
 
     # -- lifecycle -----------------------------------------------------------------------------
     def __enter__(self) -> FeatureWriter:
+        if self._find_published():  # no lock needed: a published entry is never written again
+            return self
         self.entry_dir.mkdir(parents=True, exist_ok=True)
         self._lock_file = open(self.entry_dir / f".{self.fingerprint}.lock", "a+")  # noqa: SIM115
         fcntl.flock(self._lock_file, fcntl.LOCK_EX)
         try:
-            if self.final.exists():
-                self.existing = FeatureEntry.open(self.final)
-                self._check_shape(self.existing.shape, f"published entry {self.final}")
-            else:
+            if not self._find_published():  # another writer may have published it while we waited
                 self._open_tmp()
         except BaseException:
             self.__exit__()
             raise
         return self
+
+    def _find_published(self) -> bool:
+        if not self.final.exists():
+            return False
+        self.existing = FeatureEntry.open(self.final)
+        self._check_shape(self.existing.shape, f"published entry {self.final}")
+        return True
 
     def __exit__(self, *exc: object) -> None:
         if self._lock_file is not None:
@@ -422,12 +479,9 @@ def _chunk_file(array: zarr.Array, folder: Path, index: int) -> Path:
     return folder / array.metadata.chunk_key_encoding.encode_chunk_key((index,) + (0,) * (array.ndim - 1))
 
 
-def _missing_chunk(path: Path) -> UserError:
-    entry = path.parent
-    while entry.parent != entry and not (entry / "meta.json").exists():
-        entry = entry.parent
-    return UserError(f"chunk file {path} is missing, so the feature entry {entry} is damaged: delete that "
-                     f"entry directory and re-run the command that created it (mmpipe extract / simulate)")
+def chunk_bytes(array: zarr.Array) -> int:
+    """The size of every chunk file of a plain array: zarr v3 stores edge chunks padded to full size."""
+    return int(np.prod(array.chunks, dtype=np.int64)) * array.dtype.itemsize
 
 
 def _read_chunk(array: zarr.Array, folder: Path, index: int, buffer: np.ndarray | None) -> np.ndarray:
@@ -437,41 +491,105 @@ def _read_chunk(array: zarr.Array, folder: Path, index: int, buffer: np.ndarray 
     path = _chunk_file(array, folder, index)
     if buffer is None:
         if not path.exists():
-            raise _missing_chunk(path)
-        return np.asarray(array[start:stop])
+            raise ChunkDamage(path, "is missing")
+        try:
+            return np.asarray(array[start:stop])
+        except (RuntimeError, ValueError) as error:  # blosc, or a compressed chunk of the wrong size
+            raise ChunkDamage(path, f"does not decode ({type(error).__name__}: {_first_line(error)})") from None
     view = buffer[: stop - start]
-    _read_file_into(path, memoryview(view.reshape(-1).view(np.uint8)))
+    _read_file_into(path, memoryview(view.reshape(-1).view(np.uint8)), chunk_bytes(array))
     return view
 
 
-def _read_file_into(path: Path, target: memoryview) -> None:
+def _read_file_into(path: Path, target: memoryview, size: int) -> None:
+    """Fill ``target`` from the start of a chunk file that must hold exactly ``size`` bytes. The
+    size comes from the open file (fstat), so checking it costs no path lookup."""
     try:
         with open(path, "rb", buffering=0) as handle:
+            actual = os.fstat(handle.fileno()).st_size
+            if actual != size:
+                problem = "is truncated" if actual < size else "is longer than its chunk"
+                raise ChunkDamage(path, f"{problem} ({actual} bytes, not {size})")
             if handle.readinto(target) != len(target):
-                raise OSError(f"{path}: chunk file is truncated")
+                raise ChunkDamage(path, "was truncated while being read")
     except FileNotFoundError:
-        raise _missing_chunk(path) from None
+        raise ChunkDamage(path, "is missing") from None
+    except IsADirectoryError:
+        raise ChunkDamage(path, "is a directory, not a chunk file") from None
+    except PermissionError as error:
+        raise unreadable(path, error) from None
 
 
 def read_whole(array: zarr.Array, folder: Path) -> np.ndarray:
     """Read a whole array. Uncompressed row-chunked arrays take a fast path: each chunk file is
     read straight into its slice of one preallocated buffer (zarr's generic path decodes every
     chunk into a temporary and copies it, about 3x slower on 150 MB of float16). Anything else
-    (compressed, other layouts) goes through zarr. A missing chunk file raises UserError.
+    (compressed, other layouts) goes through zarr. A missing chunk file, a plain one of the wrong
+    size or one that does not decode raises `ChunkDamage` (a UserError naming the file).
     """
     if not _is_plain(array) or array.shape[0] == 0:
-        for index in range(-(-array.shape[0] // array.chunks[0])):
+        n_chunks = -(-array.shape[0] // array.chunks[0])
+        for index in range(n_chunks):
             if not _chunk_file(array, folder, index).exists():
-                raise _missing_chunk(_chunk_file(array, folder, index))
-        return np.ascontiguousarray(array[...])
+                raise ChunkDamage(_chunk_file(array, folder, index), "is missing")
+        try:
+            return np.ascontiguousarray(array[...])
+        except (RuntimeError, ValueError):  # find the chunk that does not decode, to name it
+            for index in range(n_chunks):
+                _read_chunk(array, folder, index, None)
+            raise
     out = np.empty(array.shape, dtype=array.dtype)
     buffer = memoryview(out.reshape(-1).view(np.uint8))
-    rows, row_bytes = array.chunks[0], out[:1].nbytes
+    rows, row_bytes, size = array.chunks[0], out[:1].nbytes, chunk_bytes(array)
     for index in range(-(-array.shape[0] // rows)):
         start = index * rows * row_bytes
         stop = min((index + 1) * rows, array.shape[0]) * row_bytes
-        _read_file_into(_chunk_file(array, folder, index), buffer[start:stop])
+        _read_file_into(_chunk_file(array, folder, index), buffer[start:stop], size)
     return out
+
+
+def read_mask(array: zarr.Array, folder: Path) -> np.ndarray:
+    """A whole boolean array; any byte but 0 and 1 in it is damage (numpy would read it as True)."""
+    mask = read_whole(array, folder)
+    if mask.dtype != np.bool_:
+        raise ChunkDamage(folder, f"holds {mask.dtype}, not a boolean mask")
+    if mask.size and mask.view(np.uint8).max() > 1:
+        raise ChunkDamage(folder, "holds bytes other than 0 and 1, so it is no boolean mask")
+    return mask
+
+
+def open_array(group_dir: Path, name: str, damaged: Callable[[str], DamagedError], *, where: str = "",
+               shape: Sequence[int] | None = None, dtype: str | None = None) -> zarr.Array:
+    """Array ``name`` of the Zarr group in ``group_dir``, with the ``shape`` and ``dtype`` the
+    entry's record promises. Unreadable group or array metadata, a group where the array should
+    be, or another shape or dtype raise ``damaged(reason)``; the reason names the file relative to
+    the entry, ``where`` being the group's folder in it (``components/`` for a run)."""
+    try:
+        group = zarr.open_group(group_dir, mode="r")
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise damaged(f"{where}zarr.json {_metadata_problem(group_dir / 'zarr.json', error)}") from None
+    try:
+        array = group[name]
+    except (OSError, ValueError, TypeError, KeyError) as error:
+        raise damaged(f"{where}{name}/zarr.json {_metadata_problem(group_dir / name / 'zarr.json', error)}") from None
+    if not isinstance(array, zarr.Array):
+        raise damaged(f"{where}{name}/zarr.json describes a group, not an array")
+    if (shape is not None and tuple(array.shape) != tuple(shape)) or (dtype is not None and str(array.dtype) != dtype):
+        raise damaged(f"{where}{name}/zarr.json describes {str(array.dtype)} {tuple(array.shape)}, not the "
+                      f"{dtype or str(array.dtype)} {tuple(shape or array.shape)} its entry's record promises")
+    return array
+
+
+def _metadata_problem(file: Path, error: Exception) -> str:
+    if isinstance(error, PermissionError):
+        raise unreadable(file, error) from None
+    if not file.is_file():
+        return "is missing"
+    return f"is unreadable ({type(error).__name__}: {_first_line(error)})"
+
+
+def _first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [""])[0][:120]
 
 
 def read_into(array: zarr.Array, folder: Path, out: torch.Tensor, rows: np.ndarray | None = None) -> None:

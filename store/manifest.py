@@ -5,6 +5,7 @@ actor, for group-disjoint splits), one column per label, and optionally one colu
 holding its media path or text. The dataset's **named modalities** (any number, each with a kind:
 audio, video, image, text or features, and its media column), the label metadata (kind, owner) and
 the split protocol are saved in the Parquet schema metadata, so a manifest file is self-describing.
+A manifest file that cannot be read back as one is damage (store/damage.py), never a value.
 
 A label's owner is ``shared`` (every modality carries it), ``joint`` (it needs the modalities
 together; no component owns it) or the name of the one modality that should carry it; the
@@ -27,6 +28,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from mmpipe.store.damage import Damaged, DamagedError, unreadable
 from mmpipe.store.errors import UserError
 
 SPLITS = ("train", "val", "test")
@@ -170,15 +172,33 @@ def write_manifest(path: Path, manifest: Manifest) -> None:
 
 
 def read_manifest(path: Path) -> Manifest:
-    table = pq.read_table(path)
+    """The manifest in ``path``. A file that is missing, not Parquet, or Parquet without a valid
+    manifest's metadata raises `DamagedError` naming it; one that may not be read says so."""
+
+    def damaged(reason: str) -> DamagedError:
+        return DamagedError(Damaged(path, "manifest", reason))
+
+    try:
+        table = pq.read_table(path)
+    except FileNotFoundError:
+        raise damaged("the file is missing") from None
+    except PermissionError as error:
+        raise unreadable(path, error) from None
+    except (OSError, pa.ArrowException, ValueError) as error:
+        first = (str(error).strip().splitlines() or [""])[0][:120]
+        raise damaged(f"not a readable Parquet file ({first})") from None
     raw = (table.schema.metadata or {}).get(_METADATA_KEY)
     if raw is None:
-        raise UserError(f"{path} is not an mmpipe manifest (no label metadata)")
-    meta = json.loads(raw)
-    return Manifest(
-        dataset=meta["dataset"],
-        table=table.to_pandas(),
-        labels=tuple(LabelSpec(**label) for label in meta["labels"]),
-        modalities=tuple(Modality(**m) for m in meta["modalities"]),
-        split_protocol=meta.get("split_protocol", ""),
-    )
+        raise damaged("no mmpipe manifest metadata in its Parquet schema")
+    try:
+        meta = json.loads(raw)
+        return Manifest(
+            dataset=meta["dataset"],
+            table=table.to_pandas(),
+            labels=tuple(LabelSpec(**label) for label in meta["labels"]),
+            modalities=tuple(Modality(**m) for m in meta["modalities"]),
+            split_protocol=meta.get("split_protocol", ""),
+        )
+    except (ValueError, TypeError, KeyError, AttributeError) as error:  # valid Parquet, wrong content
+        raise damaged(f"its mmpipe metadata or columns are not a manifest's ({type(error).__name__}: "
+                      f"{str(error)[:120]})") from None

@@ -24,11 +24,12 @@ from typing import Any
 import pandas as pd
 import torch
 
+from mmpipe.store.damage import Damaged, DamagedError, Listing, read_json
 from mmpipe.store.errors import KeyMismatchError, UserError
 from mmpipe.store.features import FeatureEntry, FeatureWriter
 from mmpipe.store.fingerprint import differing_fields, fingerprint, key_material
 from mmpipe.store.manifest import Manifest, read_manifest, write_manifest
-from mmpipe.store.runs import RunEntry, get_run, list_runs
+from mmpipe.store.runs import RunEntry, get_run, list_runs, scan_runs
 from mmpipe.store.statmemo import StatMemo
 
 DEFAULT_ROOT = "mmpipe-store"
@@ -67,7 +68,10 @@ class Store:
         """
         root = Path(root) if root is not None else default_root()
         marker = root / MARKER
-        if marker.is_file():
+        if marker.exists() or looks_like_store(root):
+            problem = marker_problem(root)
+            if problem is not None:
+                raise DamagedError(Damaged(marker, "store marker", problem))
             _check_layout(root)
             return cls(root)
         if root.exists() and not root.is_dir():
@@ -102,9 +106,13 @@ class Store:
 
     # -- manifests -----------------------------------------------------------------------------
     def save_manifest(self, manifest: Manifest) -> str:
+        """Store a manifest under its version, once; a damaged file already there raises
+        `DamagedError` rather than being trusted (or silently replaced)."""
         version = manifest.version()
         path = self.manifests_dir / manifest.dataset / f"{version}.parquet"
-        if not path.exists():
+        if path.exists():
+            read_manifest(path)
+        else:
             write_manifest(path, manifest)
         return version
 
@@ -127,23 +135,41 @@ class Store:
 
     # -- features ------------------------------------------------------------------------------
     def writer(self, name: str, config: dict[str, Any], **kwargs: Any) -> FeatureWriter:
-        self.features_dir.mkdir(parents=True, exist_ok=True)
         return FeatureWriter(self.features_dir, name, config, **kwargs)
 
     def feature_names(self) -> list[str]:
+        """Names with at least one published entry, intact or damaged."""
         if not self.features_dir.is_dir():
             return []
-        return sorted(p.name for p in self.features_dir.iterdir() if p.is_dir() and self.feature_entries(p.name))
+        return sorted(p.name for p in self.features_dir.iterdir() if p.is_dir() and self.feature_dirs(p.name))
+
+    def feature_dirs(self, name: str) -> list[Path]:
+        """The published entry directories of ``name`` (``.tmp-*`` and lock files excluded)."""
+        folder = self.features_dir / name
+        if not folder.is_dir():
+            return []
+        return [p for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith(".")]
+
+    def scan_features(self, name: str | None = None) -> Listing[FeatureEntry]:
+        """The entries (of ``name``, or of every name) that open, and a `Damaged` record for each
+        that does not."""
+        entries, damaged = [], []
+        for entry_name in [name] if name is not None else self.feature_names():
+            for path in self.feature_dirs(entry_name):
+                try:
+                    entries.append(FeatureEntry.open(path))
+                except DamagedError as error:
+                    damaged.append(error.damaged)
+        return Listing(tuple(entries), tuple(damaged))
 
     def feature_entries(self, name: str | None = None) -> list[FeatureEntry]:
-        names = [name] if name is not None else self.feature_names()
-        entries = []
-        for entry_name in names:
-            folder = self.features_dir / entry_name
-            if folder.is_dir():
-                entries.extend(FeatureEntry.open(p) for p in sorted(folder.iterdir())
-                               if p.is_dir() and not p.name.startswith(".") and (p / "meta.json").exists())
-        return entries
+        """Every intact entry, damaged ones skipped (`scan_features` names them). Asking for one
+        ``name`` raises the `DamagedError` of a damaged entry of that name instead: the caller is
+        about to use these entries, and damage must not read as "not stored"."""
+        listing = self.scan_features(name)
+        if name is not None and listing.damaged:
+            raise DamagedError(listing.damaged[0])
+        return list(listing.entries)
 
     def features(self, name: str, config: dict[str, Any] | None = None, *, fingerprint_prefix: str | None = None,
                  ) -> FeatureEntry:
@@ -159,10 +185,7 @@ class Store:
             wanted = key_material({"feature": name, **dict(config)})
             key = fingerprint(wanted)
             for entry in entries:
-                if entry.fingerprint == key:
-                    if entry.key != wanted:
-                        fields = differing_fields(entry.key, wanted)
-                        raise KeyMismatchError(f"{name}/{key[:12]}: stored key material differs in {', '.join(fields)}")
+                if entry.fingerprint == key:  # opening it checked that its key.json hashes to this
                     return entry
             fields = sorted({f for e in entries for f in differing_fields(e.key, wanted)})
             raise KeyMismatchError(
@@ -186,18 +209,37 @@ class Store:
 
     # -- runs ----------------------------------------------------------------------------------
     def runs(self, method: str | None = None) -> list[RunEntry]:
+        """The runs that open; damaged ones are skipped (`scan_runs` names them)."""
         return list_runs(self.runs_dir, method)
+
+    def scan_runs(self, method: str | None = None) -> Listing[RunEntry]:
+        return scan_runs(self.runs_dir, method)
 
     def run(self, run_id: str) -> RunEntry:
         return get_run(self.runs_dir, run_id)
 
 
+def looks_like_store(root: Path) -> bool:
+    """Whether ``root`` holds a store's folders (so a missing STORE.json is damage, not "no store")."""
+    return any((root / folder).is_dir() for folder in ("manifests", "features", "runs"))
+
+
+def marker_problem(root: Path) -> str | None:
+    """What is wrong with ``root/STORE.json`` as a store marker, or None. Another layout version
+    is not damage (`Store.open` refuses it with how to rebuild)."""
+    try:
+        data = read_json(root / MARKER, lambda reason: DamagedError(Damaged(root / MARKER, "store marker", reason)))
+    except DamagedError as error:
+        return error.damaged.reason
+    if not isinstance(data, dict) or data.get("format") != FORMAT["format"] \
+            or not isinstance(data.get("layout_version"), int) or isinstance(data.get("layout_version"), bool):
+        return f"{MARKER} does not hold a store marker like {json.dumps(FORMAT)}"
+    return None
+
+
 def _check_layout(root: Path) -> None:
     """Refuse a store of another layout in one line, rather than misread it."""
-    try:
-        layout = json.loads((root / MARKER).read_text()).get("layout_version")
-    except (OSError, ValueError, AttributeError):
-        raise UserError(f"{root / MARKER} is unreadable; it should hold {json.dumps(FORMAT)}") from None
+    layout = json.loads((root / MARKER).read_text())["layout_version"]  # marker_problem checked it
     if layout != FORMAT["layout_version"]:
         raise UserError(f"{root} was written by mmpipe store layout {layout}, this mmpipe reads layout "
                         f"{FORMAT['layout_version']}: rebuild it in a new store (the commands that made it, "

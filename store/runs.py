@@ -11,16 +11,27 @@
 
 ``run_id`` is ``<method>-<fingerprint[:12]>``; the same config and seed again finds the published
 run and does no work.
+
+Reading a damaged run is an error naming the file, never a value (store/damage.py): a
+``run.json`` that is missing, not JSON or not a `RunRecord` (field types included), a
+``key.json`` that does not hash to the run's fingerprint, a checkpoint that safetensors cannot
+read, a component array whose metadata or chunk files are damaged. Listings (`scan_runs`,
+`list_runs`) skip a damaged run and `scan_runs` names it; asking for that run by id or by key
+(`get_run`, `find_run`) raises its `DamagedError`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import json
 import os
 import shutil
 import subprocess
+import types
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,12 +39,14 @@ from typing import Any
 import numpy as np
 import torch
 import zarr
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from mmpipe.store.damage import Damaged, DamagedError, Listing, entry_chunks, read_json, unreadable
 from mmpipe.store.errors import UserError
-from mmpipe.store.features import _write_json, read_whole
+from mmpipe.store.features import _write_json, open_array, read_mask, read_whole
+from mmpipe.store.fingerprint import canonical_json, key_material
 from mmpipe.store.fingerprint import fingerprint as fingerprint_of
-from mmpipe.store.fingerprint import key_material
 
 
 @functools.cache
@@ -99,19 +112,56 @@ class RunRecord:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_json(cls, data: dict[str, Any], source: Path) -> RunRecord:
-        names = {f.name for f in dataclasses.fields(cls)}
-        missing = [f.name for f in dataclasses.fields(cls)
-                   if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-                   and f.name not in data]
-        if missing or not isinstance(data, dict):
-            raise UserError(f"{source} is not a run record of this mmpipe (missing {', '.join(missing)}); "
-                            "refit the run in a new store")
-        return cls(**{k: v for k, v in data.items() if k in names})
+    def from_json(cls, data: Any, damaged: Callable[[str], DamagedError]) -> RunRecord:
+        """The record ``run.json`` holds; anything else (another format, a field of the wrong
+        type) raises ``damaged(reason)``. Unknown extra fields are ignored."""
+        if not isinstance(data, dict):
+            raise damaged(f"run.json holds a JSON {type(data).__name__}, not a run record")
+        fields = dataclasses.fields(cls)
+        missing = [f.name for f in fields if f.default is dataclasses.MISSING
+                   and f.default_factory is dataclasses.MISSING and f.name not in data]
+        if missing:
+            raise damaged(f"run.json is not a run record of this mmpipe (missing {', '.join(missing)})")
+        hints = _record_types()
+        for f in fields:
+            if f.name in data and not _is_json_of(data[f.name], hints[f.name]):
+                raise damaged(f"run.json: {f.name!r} is a {type(data[f.name]).__name__}, not {hints[f.name]}")
+        return cls(**{f.name: data[f.name] for f in fields if f.name in data})
 
     @property
     def modalities(self) -> tuple[str, ...]:
         return tuple(self.inputs)
+
+
+@functools.cache
+def _record_types() -> dict[str, Any]:
+    return typing.get_type_hints(RunRecord)
+
+
+def _is_json_of(value: Any, hint: Any) -> bool:
+    """Whether parsed JSON ``value`` has the type ``hint`` (str, int, float, bool, None, Any, and
+    dict / list / unions of them), checked all the way down."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is Any:
+        return True
+    if origin in (typing.Union, types.UnionType):
+        return any(_is_json_of(value, arg) for arg in args)
+    if hint is type(None):
+        return value is None
+    if origin is dict:
+        return isinstance(value, dict) and all(_is_json_of(k, args[0]) and _is_json_of(v, args[1])
+                                               for k, v in value.items())
+    if origin is list:
+        return isinstance(value, list) and all(_is_json_of(v, args[0]) for v in value)
+    if isinstance(value, bool):
+        return hint is bool
+    if hint is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, hint)
+
+
+def _damaged_run(path: Path) -> Callable[[str], DamagedError]:
+    return lambda reason: DamagedError(Damaged(path, "run", reason))
 
 
 @dataclass(frozen=True)
@@ -124,8 +174,19 @@ class RunEntry:
 
     @classmethod
     def open(cls, path: Path) -> RunEntry:
-        record = RunRecord.from_json(json.loads((path / "run.json").read_text()), path / "run.json")
-        key = json.loads((path / "key.json").read_text())
+        """Read ``run.json`` and ``key.json``; damage raises `DamagedError`. Components and the
+        checkpoint are checked when they are read."""
+        damaged = _damaged_run(path)
+        record = RunRecord.from_json(read_json(path / "run.json", damaged), damaged)
+        if record.method != path.parent.name or record.fingerprint != path.name:
+            raise damaged(f"run.json describes run {record.method}/{record.fingerprint[:12]}, not this one")
+        key = read_json(path / "key.json", damaged)
+        try:
+            digest = hashlib.sha256(canonical_json(key).encode()).hexdigest() if isinstance(key, dict) else None
+        except (TypeError, ValueError):  # NaN has no canonical JSON
+            digest = None
+        if digest != path.name:
+            raise damaged("key.json does not hash to the run's fingerprint (its directory name)")
         return cls(path=path, method=record.method, fingerprint=path.name, record=record, key=key)
 
     @property
@@ -142,15 +203,36 @@ class RunEntry:
         unknown = [n for n in names if n not in available]
         if unknown:
             raise UserError(f"run {self.run_id} has no component {unknown[0]!r}; valid: {', '.join(available)}")
-        group = zarr.open_group(self.path / "components", mode="r")
-        return {n: torch.from_numpy(read_whole(group[n], self.path / "components" / n)) for n in names}
+        n = len(self.valid())
+        arrays = {name: self._array(name) for name in names}
+        with entry_chunks(self.path, "run"):
+            out = {}
+            for name, array in arrays.items():
+                if array.ndim != 2 or array.shape[0] != n:
+                    raise _damaged_run(self.path)(f"components/{name}/zarr.json describes {tuple(array.shape)}, "
+                                                  f"not ({n}, r) rows of the run's valid mask")
+                out[name] = torch.from_numpy(read_whole(array, self.path / "components" / name))
+            return out
 
     def valid(self) -> np.ndarray:
-        group = zarr.open_group(self.path / "components", mode="r")
-        return np.asarray(group["valid"][...], dtype=bool)
+        """Rows whose inputs were all valid; a row outside it holds no component values."""
+        with entry_chunks(self.path, "run"):
+            return read_mask(self._array("valid"), self.path / "components" / "valid")
+
+    def _array(self, name: str) -> zarr.Array:
+        return open_array(self.path / "components", name, _damaged_run(self.path), where="components/",
+                          dtype="bool" if name == "valid" else "float32")
 
     def state_dict(self) -> dict[str, torch.Tensor]:
-        return load_file(self.path / "checkpoint.safetensors")
+        path = self.path / "checkpoint.safetensors"
+        try:
+            return load_file(path)
+        except FileNotFoundError:
+            raise _damaged_run(self.path)("checkpoint.safetensors is missing") from None
+        except PermissionError as error:
+            raise unreadable(path, error) from None
+        except (SafetensorError, OSError, ValueError) as error:
+            raise _damaged_run(self.path)(f"checkpoint.safetensors is unreadable ({error})") from None
 
 
 def publish_run(runs_dir: Path, method: str, config: Any, record: RunRecord,
@@ -195,27 +277,51 @@ def publish_run(runs_dir: Path, method: str, config: Any, record: RunRecord,
 
 
 def find_run(runs_dir: Path, method: str, config: Any) -> RunEntry | None:
+    """The published run of this key, or None; a damaged one raises (refitting over it would hide it)."""
     fingerprint = fingerprint_of(key_material({"method": method, **dict(config)}))
     final = Path(runs_dir) / method / fingerprint
-    return RunEntry.open(final) if (final / "run.json").exists() else None
+    return RunEntry.open(final) if final.exists() else None
 
 
-def list_runs(runs_dir: Path, method: str | None = None) -> list[RunEntry]:
+def run_dirs(runs_dir: Path, method: str | None = None) -> list[Path]:
+    """Every published run directory (``<method>/<fingerprint>``), intact or not; ``.tmp-*`` excluded."""
     runs_dir = Path(runs_dir)
     if not runs_dir.is_dir():
         return []
     folders = [runs_dir / method] if method else sorted(p for p in runs_dir.iterdir() if p.is_dir())
-    return [RunEntry.open(p) for folder in folders if folder.is_dir() for p in sorted(folder.iterdir())
-            if not p.name.startswith(".") and (p / "run.json").exists()]
+    return [p for folder in folders if folder.is_dir() for p in sorted(folder.iterdir())
+            if p.is_dir() and not p.name.startswith(".")]
+
+
+def scan_runs(runs_dir: Path, method: str | None = None) -> Listing[RunEntry]:
+    """The runs that open, and a `Damaged` record for each that does not."""
+    entries, damaged = [], []
+    for path in run_dirs(runs_dir, method):
+        try:
+            entries.append(RunEntry.open(path))
+        except DamagedError as error:
+            damaged.append(error.damaged)
+    return Listing(tuple(entries), tuple(damaged))
+
+
+def list_runs(runs_dir: Path, method: str | None = None) -> list[RunEntry]:
+    """The runs that open; damaged ones are skipped (`scan_runs` names them)."""
+    return list(scan_runs(runs_dir, method).entries)
 
 
 def get_run(runs_dir: Path, run_id: str) -> RunEntry:
-    """A run by id (``<method>-<fingerprint prefix>``); unknown ids list the valid ones."""
-    runs = list_runs(runs_dir)
-    matches = [r for r in runs if r.run_id == run_id or (run_id.startswith(f"{r.method}-")
-                                                          and r.fingerprint.startswith(run_id[len(r.method) + 1:]))]
+    """A run by id (``<method>-<fingerprint prefix>``); unknown ids list the valid ones, and a
+    damaged run asked for by id raises its `DamagedError`."""
+    listing = scan_runs(runs_dir)
+    known = [(r.method, r.fingerprint, r) for r in listing.entries]
+    known += [(d.path.parent.name, d.path.name, d) for d in listing.damaged]
+    matches = [item for method, fingerprint, item in known
+               if run_id_of(method, fingerprint) == run_id
+               or (run_id.startswith(f"{method}-") and fingerprint.startswith(run_id[len(method) + 1:]))]
     if len(matches) == 1:
+        if isinstance(matches[0], Damaged):
+            raise DamagedError(matches[0])
         return matches[0]
-    valid = ", ".join(r.run_id for r in runs) or "none (fit one with `mmpipe fit`)"
+    valid = ", ".join(r.run_id for r in listing.entries) or "none (fit one with `mmpipe fit`)"
     problem = "is ambiguous" if matches else "is unknown"
     raise UserError(f"run {run_id!r} {problem}; valid: {valid}")

@@ -10,6 +10,7 @@ import pytest
 import torch
 import zarr
 
+from mmpipe.store.damage import DamagedError
 from mmpipe.store.errors import KeyMismatchError, UserError
 from mmpipe.store.features import read_whole
 from mmpipe.store.manifest import LabelSpec, Manifest, Modality
@@ -283,7 +284,8 @@ def test_missing_chunk_file_is_an_error_not_a_fill_value(store):
     entry = _write(store, _data(3000, 64), chunk_rows=1000)
     (entry.path / "data" / "c" / "1" / "0").unlink()
     for load in (entry.load, lambda: entry.load(dtype=torch.float32), lambda: entry.load(rows=[1500])):
-        with pytest.raises(UserError, match=r"chunk file .*data/c/1/0 is missing.*re-run the command that created it"):
+        with pytest.raises(DamagedError, match=r"damaged feature entry .*: data/c/1/0 is missing; run `mmpipe verify "
+                                               r"--repair` .* re-run the command that created it"):
             load()
     assert entry.load(rows=[0, 2999]).shape == (2, 64)  # rows of intact chunks still load
     (entry.path / "valid" / "c" / "2").unlink()
@@ -330,7 +332,7 @@ def test_tampered_key_material_is_detected(store):
     entry = _write(store, _data(100))
     key = json.loads((entry.path / "key.json").read_text())
     (entry.path / "key.json").write_text(json.dumps({**key, "rev": "edited"}))
-    with pytest.raises(KeyMismatchError, match="differs in rev"):
+    with pytest.raises(DamagedError, match="key.json does not hash to the entry's fingerprint"):
         store.features("toy.enc", {"encoder": "enc", "rev": "r1"})
 
 

@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 import torch
 
+from mmpipe.store.damage import DamagedError
 from mmpipe.store.errors import UserError
 from mmpipe.store.runs import RunRecord, find_run, publish_run
 
@@ -46,6 +47,12 @@ def test_unknown_run_and_component_list_valid_ones(store):
 
 def test_a_run_json_of_another_format_is_refused_in_one_line(store):
     run = _publish(store)
+    other = _publish(store, seed=1)
     (run.path / "run.json").write_text('{"method": "toy", "m1": "sim1.m1", "m2": "sim1.m2"}')
-    with pytest.raises(UserError, match=r"run.json is not a run record of this mmpipe \(missing dataset"):
-        store.runs()
+    with pytest.raises(DamagedError, match=r"damaged run .*: run.json is not a run record of this mmpipe \(missing "
+                                           r"dataset.*run `mmpipe verify --repair`"):
+        store.run(run.run_id)
+    listing = store.scan_runs()  # the other run still lists; the damaged one is named beside it
+    assert [r.run_id for r in listing.entries] == [other.run_id]
+    assert [(d.path, d.kind) for d in listing.damaged] == [(run.path, "run")]
+    assert [r.run_id for r in store.runs()] == [other.run_id]
