@@ -19,13 +19,44 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from typer.core import TyperGroup
 
+from mmpipe.adapters.training import resolve_device
 from mmpipe.evaluate import latex, markdown, terminal
 from mmpipe.store.errors import UserError, disk_error
+from mmpipe.store.ranges import SEED, Between
 from mmpipe.store.root import Store
+
+
+class OneLineUsageErrors(TyperGroup):
+    """The command group, with Click's usage errors (unknown option, a value of the wrong type, a
+    missing argument) as one line on stderr and exit code 2, like every other refusal, instead of
+    a usage block and a boxed panel."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except typer.TyperException as error:  # Click's usage errors, as Typer exports them
+            context = getattr(error, "ctx", None)
+            if type(error).__name__ == "NoArgsIsHelpError":  # no arguments at all: the help, as Typer shows it
+                error.show()
+                raise SystemExit(2) from None
+            message = " ".join(error.format_message().split())
+            command = getattr(context, "command_path", None) or "mmpipe"
+            typer.echo(f"mmpipe: error: {message} (see `{command} --help`)", err=True)
+            raise SystemExit(error.exit_code) from None
+        except typer.Abort:
+            typer.echo("mmpipe: error: aborted", err=True)
+            raise SystemExit(1) from None
+        raise SystemExit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
     name="mmpipe",
+    cls=OneLineUsageErrors,
     help="Multimodal representation learning on frozen encoders: cache embeddings once, fit small adapters, "
     "probe every component, report as SQL rows and tables.",
     no_args_is_help=True,
@@ -123,18 +154,46 @@ def emit_tables(tables: list, fmt: str, out_file: Path | None, what: str, file_w
     err.print(f"{what} written to {out_file}", markup=False, highlight=False)
 
 
+MAX_SEEDS = 1000  # runs one command may fit; each is a full fit
+MAX_JOBS = 256
+
+
 def parse_seeds(text: str) -> list[int]:
+    """Distinct seeds in [0, 2**32 - 1], at most `MAX_SEEDS` of them."""
     try:
         seeds = [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise UserError(f"--seeds must be comma-separated integers, not {text!r}") from None
     if not seeds or len(set(seeds)) != len(seeds):
         raise UserError(f"--seeds must list distinct integers, not {text!r}")
+    bad = next((s for s in seeds if not SEED.holds(s)), None)
+    if bad is not None:
+        raise UserError(f"--seeds {bad}: a seed must be {SEED.describe()}")
+    check_seed_count(len(seeds))
     return seeds
 
 
+def check_seed_count(count: int) -> None:
+    if not 1 <= count <= MAX_SEEDS:
+        raise UserError(f"--seeds: {count} runs; give between 1 and {MAX_SEEDS} seeds")
+
+
 def check_jobs(jobs: int) -> None:
-    if jobs < 1:
-        raise UserError(f"--jobs must be at least 1, not {jobs}")
+    if not 1 <= jobs <= MAX_JOBS:
+        raise UserError(f"--jobs {jobs}: must be in [1, {MAX_JOBS}] worker processes")
+
+
+def check_option(option: str, value: int, valid: Between) -> None:
+    """One integer command-line option against its range: ``--max-epochs 0: must be in [1, 1000000]``."""
+    if not valid.holds(value):
+        raise UserError(f"{option} {value}: must be {valid.describe()}")
+
+
+def check_device_of(config: Any) -> None:
+    """The config's device exists on this machine (``cuda:7`` without that GPU is refused), checked
+    before any data is loaded or anything written; a config without a device trains nothing."""
+    device = getattr(config, "device", None)
+    if device is not None:
+        resolve_device(device)
 
 
