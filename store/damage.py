@@ -55,6 +55,10 @@ class Damaged:
     def line(self) -> str:
         return f"{self.path}: {self.reason}"
 
+    def skipped(self) -> str:
+        """The line a listing command prints for an entry it skipped."""
+        return f"skipped damaged {self.kind} {self.path}: {self.reason}; run `mmpipe verify`"
+
 
 @dataclass(frozen=True)
 class Listing(Generic[T]):

@@ -148,7 +148,7 @@ class FeatureEntry:
         """D, the feature width of one row (of one step, for a sequence)."""
         return self.row_shape[-1]
 
-    def _array(self, name: str) -> zarr.Array:
+    def array(self, name: str) -> zarr.Array:
         """An array of the entry, its metadata checked against ``meta.json``."""
         n, expected = self.shape[0], {"data": (self.shape, self.meta["dtype"]), "valid": ((self.shape[0],), "bool")}
         if self.is_sequence:
@@ -170,7 +170,7 @@ class FeatureEntry:
         row, into one preallocated output: loading float16 as ``dtype=torch.float32`` peaks at
         about the float32 output plus one chunk, never the float16 array plus its float32 copy.
         """
-        stored = self._array(array)
+        stored = self.array(array)
         folder = self.path / array
         stored_dtype = torch.from_numpy(np.empty(0, dtype=stored.dtype)).dtype
         with entry_chunks(self.path, "feature entry"):
@@ -191,7 +191,7 @@ class FeatureEntry:
     def valid(self) -> np.ndarray:
         """Boolean row mask: False where the media failed and the row holds no features."""
         with entry_chunks(self.path, "feature entry"):
-            return read_mask(self._array("valid"), self.path / "valid")
+            return read_mask(self.array("valid"), self.path / "valid")
 
     def failures(self) -> list[dict[str, Any]]:
         return list(self.meta.get("failures", []))

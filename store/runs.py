@@ -204,7 +204,7 @@ class RunEntry:
         if unknown:
             raise UserError(f"run {self.run_id} has no component {unknown[0]!r}; valid: {', '.join(available)}")
         n = len(self.valid())
-        arrays = {name: self._array(name) for name in names}
+        arrays = {name: self.array(name) for name in names}
         with entry_chunks(self.path, "run"):
             out = {}
             for name, array in arrays.items():
@@ -217,9 +217,9 @@ class RunEntry:
     def valid(self) -> np.ndarray:
         """Rows whose inputs were all valid; a row outside it holds no component values."""
         with entry_chunks(self.path, "run"):
-            return read_mask(self._array("valid"), self.path / "components" / "valid")
+            return read_mask(self.array("valid"), self.path / "components" / "valid")
 
-    def _array(self, name: str) -> zarr.Array:
+    def array(self, name: str) -> zarr.Array:
         return open_array(self.path / "components", name, _damaged_run(self.path), where="components/",
                           dtype="bool" if name == "valid" else "float32")
 

@@ -2,7 +2,7 @@
 imports every layer; `app` holds the commands, `main` runs them.
 """
 
-from mmpipe.pipeline.cli import data, fitting, reproduce, results  # noqa: F401  (register the commands)
+from mmpipe.pipeline.cli import data, fitting, reproduce, results, verify  # noqa: F401  (register the commands)
 from mmpipe.pipeline.cli.app import app
 
 

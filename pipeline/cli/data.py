@@ -12,6 +12,7 @@ from rich.table import Table
 from mmpipe.adapters import METHODS
 from mmpipe.pipeline.cli.app import (
     app,
+    check_device_of,
     err,
     out,
     store_of,
@@ -22,7 +23,8 @@ from mmpipe.pipeline.encoders import ENCODERS
 from mmpipe.pipeline.extract import ExtractOptions
 from mmpipe.pipeline.extract import extract as run_extraction
 from mmpipe.pipeline.simulate import simulate as run_simulation
-from mmpipe.store.config import apply_overrides
+from mmpipe.store.config import apply_overrides, option_label
+from mmpipe.store.damage import Damaged, DamagedError
 from mmpipe.store.errors import UserError
 
 
@@ -44,7 +46,8 @@ def simulate(
     if dtype not in ("float32", "float16"):
         raise UserError(f"--dtype must be float32 or float16, not {dtype!r}")
     config = apply_overrides(dataset_cls.Config(), list(overrides or []))
-    config = apply_overrides(config, {k: v for k, v in {"n": n, "seed": seed}.items() if v is not None})
+    config = apply_overrides(config, {k: v for k, v in {"n": n, "seed": seed}.items() if v is not None},
+                             label=option_label)
     store = store_of(ctx, create=True)
     with err.status(f"simulating {dataset} (n={config.n}, seed={config.seed})"):
         result = run_simulation(store, dataset, config, dtype=dtype)
@@ -91,17 +94,25 @@ def info(
     ctx: typer.Context,
     dataset: Annotated[str | None, typer.Argument(help="Only this dataset's manifests and features.")] = None,
 ) -> None:
-    """What the store holds: manifests, feature entries, shapes, dtypes, fingerprints, sizes."""
+    """What the store holds: manifests, feature entries, shapes, dtypes, fingerprints, sizes.
+
+    A damaged entry is skipped and named on stderr (exit 0 all the same: `mmpipe verify` checks
+    the store and exits 1 on damage)."""
     store = store_of(ctx)
     datasets = store.datasets()
     if dataset is not None and dataset not in datasets:
         raise UserError(f"the store holds nothing for {dataset!r}; datasets in store: {', '.join(datasets) or 'none'}")
+    skipped: list[Damaged] = []
     manifests = Table(title=f"manifests in {store.root}", title_justify="left")
     for column in ("dataset", "version", "rows", "train/val/test", "labels", "split protocol"):
         manifests.add_column(column)
     for name in [dataset] if dataset else datasets:
         for version in store.manifest_versions(name):
-            manifest = store.manifest(name, version)
+            try:
+                manifest = store.manifest(name, version)
+            except DamagedError as error:
+                skipped.append(error.damaged)
+                continue
             counts = manifest.table["split"].value_counts()
             splits = "/".join(str(counts.get(s, 0)) for s in ("train", "val", "test"))
             labels = " ".join(f"{s.name}:{s.owner}" for s in manifest.labels)
@@ -110,13 +121,17 @@ def info(
     features = Table(title="feature entries", title_justify="left")
     for column in ("name", "fingerprint", "shape", "dtype", "missing", "on disk", "created"):
         features.add_column(column)
-    for entry in store.feature_entries():
+    listing = store.scan_features()
+    skipped += [d for d in listing.damaged if dataset is None or d.path.parent.name.startswith(f"{dataset}.")]
+    for entry in listing.entries:
         if dataset is not None and entry.meta.get("dataset") != dataset:
             continue
         features.add_row(entry.name, entry.fingerprint[:12], " × ".join(map(str, entry.shape)), entry.meta["dtype"],
                          str(entry.meta.get("n_missing", 0)), _size(entry.disk_bytes()), entry.meta.get("created_at", ""))
     out.print(features)
-    runs = [r for r in store.runs() if dataset is None or r.record.dataset == dataset]
+    run_listing = store.scan_runs()
+    skipped += run_listing.damaged  # a damaged run may not say its dataset: always named
+    runs = [r for r in run_listing.entries if dataset is None or r.record.dataset == dataset]
     if runs:
         table = Table(title="adapter runs", title_justify="left")
         table.add_column("run", no_wrap=True, min_width=24)
@@ -128,6 +143,8 @@ def info(
             table.add_row(run.run_id, record.dataset, " + ".join(record.inputs.values()), str(record.seed),
                           record.ablation or "", ranks, f"{record.seconds:.1f}")
         out.print(table)
+    for damaged in skipped:
+        err.print(damaged.skipped(), markup=False, highlight=False, soft_wrap=True)
 
 def _split_overrides(dataset_config: Any, encoder_options: Any, overrides: list[str]) -> tuple[list, list, list]:
     """Route each --set key=value to the dataset config, the encoder options or the engine
@@ -156,6 +173,13 @@ def _split_overrides(dataset_config: Any, encoder_options: Any, overrides: list[
             valid = sorted(dataset_keys | encoder_keys | {"modality"})
             raise UserError(f"unknown --set key {key!r}; valid: {', '.join(valid)}")
     return to_dataset, to_encoder, to_engine
+
+
+def _engine_label(key: str, value: str) -> str:
+    """Where an extraction option was given, for messages."""
+    if key == "modality":
+        return f"--set modality={value}"
+    return f"--workers {value}" if key == "num_workers" else option_label(key, value)
 
 
 @app.command()
@@ -189,13 +213,17 @@ def extract(
     if data_dir is not None:
         if not hasattr(config, "data_dir"):
             raise UserError(f"dataset {dataset} takes no --data-dir")
-        config = apply_overrides(config, {"data_dir": str(data_dir)})
+        config = apply_overrides(config, {"data_dir": str(data_dir)}, label=option_label)
     try:
         chosen_layers = tuple(int(k) for k in layers.split(",") if k.strip()) if layers else ()
     except ValueError:
         raise UserError(f"--layers must be comma-separated integers, not {layers!r}") from None
-    engine = ExtractOptions(dtype=dtype, layers=chosen_layers, batch_size=batch_size, num_workers=workers,
-                            device=device, chunk_rows=chunk_rows, modality=to_engine[-1] if to_engine else None)
+    engine = apply_overrides(ExtractOptions(), {
+        "dtype": dtype, "layers": chosen_layers, "batch_size": batch_size, "num_workers": workers, "device": device,
+        "chunk_rows": chunk_rows, "modality": to_engine[-1] if to_engine else None},
+        label=_engine_label)
+    check_device_of(engine)
+    encoder_cls(options).spec(weights).check_layers(engine.layers)
     store = store_of(ctx, create=True)
     result = run_extraction(store, dataset, config, encoder_cls(options), weights=weights, options=engine, console=err)
     entry = result.entry

@@ -19,6 +19,7 @@ from mmpipe.pipeline.cli.app import (
     store_of,
     user_errors,
 )
+from mmpipe.store.damage import DamagedError, Listing
 from mmpipe.store.errors import UserError
 
 
@@ -41,19 +42,37 @@ def probe(
     store = store_of(ctx)
     if all_runs == bool(runs):
         raise UserError("give run ids or --all (not both)")
-    entries = store.runs() if all_runs else [store.run(r) for r in runs or []]
-    if not entries:
+    # --all probes every run it can open: a damaged run (or one whose components or manifest turn
+    # out damaged while probing) is skipped and named, and the command exits 1 after the rest,
+    # as `extract` does when clips failed. A run named by id is probed or fails (exit 2).
+    listing = store.scan_runs() if all_runs else Listing(tuple(store.run(r) for r in runs or []), ())
+    entries, skipped = listing.entries, len(listing.damaged)
+    for damaged in listing.damaged:
+        err.print(damaged.skipped(), markup=False, highlight=False, soft_wrap=True)
+    if not entries and not skipped:
         raise UserError("the store holds no runs; fit one with `mmpipe fit`")
     config = ProbeConfig(k_shot=tuple(k_shot or ()))
-    total = 0
+    total = probed = 0
     for index, run in enumerate(entries, 1):
-        with err.status(f"[{index}/{len(entries)}] probing {run.run_id}"):
-            outcome = probe_run(store, run, config, labels=label, components=component)
-            total += save_probes(store, run, outcome)
+        try:
+            with err.status(f"[{index}/{len(entries)}] probing {run.run_id}"):
+                outcome = probe_run(store, run, config, labels=label, components=component)
+                total += save_probes(store, run, outcome)
+        except DamagedError as error:
+            if not all_runs:
+                raise
+            skipped += 1
+            err.print(f"skipped {run.run_id}: {error}", markup=False, highlight=False, soft_wrap=True)
+            continue
+        probed += 1
         for line in outcome.skipped:
             err.print(f"{run.run_id}: {line}", markup=False, highlight=False)
         err.print(f"[{index}/{len(entries)}] {run.run_id}: {len(outcome.rows)} scores", markup=False, highlight=False)
-    out.print(f"{total} probe rows for {len(entries)} run(s) in {store.results_db}", markup=False, highlight=False)
+    out.print(f"{total} probe rows for {probed} run(s) in {store.results_db}", markup=False, highlight=False)
+    if skipped:
+        err.print(f"{skipped} damaged run(s) skipped, named above; `mmpipe verify --repair` moves damaged entries "
+                  "aside so the commands that create them rebuild them", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(1)
 
 
 QUERY_FORMATS = ("table", "csv", "json")
