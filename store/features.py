@@ -36,6 +36,7 @@ import hashlib
 import json
 import os
 import shutil
+import struct
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -490,8 +491,7 @@ def _read_chunk(array: zarr.Array, folder: Path, index: int, buffer: np.ndarray 
     start, stop = index * rows, min((index + 1) * rows, array.shape[0])
     path = _chunk_file(array, folder, index)
     if buffer is None:
-        if not path.exists():
-            raise ChunkDamage(path, "is missing")
+        check_encoded_chunk(array, path)
         try:
             return np.asarray(array[start:stop])
         except (RuntimeError, ValueError) as error:  # blosc, or a compressed chunk of the wrong size
@@ -530,8 +530,7 @@ def read_whole(array: zarr.Array, folder: Path) -> np.ndarray:
     if not _is_plain(array) or array.shape[0] == 0:
         n_chunks = -(-array.shape[0] // array.chunks[0])
         for index in range(n_chunks):
-            if not _chunk_file(array, folder, index).exists():
-                raise ChunkDamage(_chunk_file(array, folder, index), "is missing")
+            check_encoded_chunk(array, _chunk_file(array, folder, index))
         try:
             return np.ascontiguousarray(array[...])
         except (RuntimeError, ValueError):  # find the chunk that does not decode, to name it
@@ -546,6 +545,32 @@ def read_whole(array: zarr.Array, folder: Path) -> np.ndarray:
         stop = min((index + 1) * rows, array.shape[0]) * row_bytes
         _read_file_into(_chunk_file(array, folder, index), buffer[start:stop], size)
     return out
+
+
+def check_encoded_chunk(array: zarr.Array, path: Path) -> None:
+    """A chunk file read through zarr exists and, when blosc-compressed, holds exactly the frame
+    its header describes, decoding to the chunk's size: blosc decodes a truncated frame without
+    complaint (reading past its end), so its header is checked first (16 bytes per chunk)."""
+    try:
+        with open(path, "rb") as handle:
+            header, size = handle.read(16), os.fstat(handle.fileno()).st_size
+    except FileNotFoundError:
+        raise ChunkDamage(path, "is missing") from None
+    except IsADirectoryError:
+        raise ChunkDamage(path, "is a directory, not a chunk file") from None
+    except PermissionError as error:
+        raise unreadable(path, error) from None
+    codecs = array.metadata.codecs
+    if not (len(codecs) == 2 and isinstance(codecs[0], BytesCodec) and isinstance(codecs[1], BloscCodec)):
+        return
+    if len(header) < 16:
+        raise ChunkDamage(path, f"is truncated ({size} bytes, less than a blosc header)")
+    nbytes, _, cbytes = struct.unpack("<III", header[4:16])  # blosc header: sizes, little-endian
+    if cbytes != size:
+        raise ChunkDamage(path, f"{'is truncated' if size < cbytes else 'is longer than its blosc frame'} "
+                                f"({size} bytes, its header says {cbytes})")
+    if nbytes != chunk_bytes(array):
+        raise ChunkDamage(path, f"does not decode to its chunk's {chunk_bytes(array)} bytes (header: {nbytes})")
 
 
 def read_mask(array: zarr.Array, folder: Path) -> np.ndarray:

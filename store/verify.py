@@ -40,7 +40,7 @@ from zarr.codecs import BytesCodec
 
 from mmpipe.store.damage import ChunkDamage, Damaged, DamagedError, entry_chunks
 from mmpipe.store.errors import UserError
-from mmpipe.store.features import FeatureEntry, chunk_bytes, read_mask, read_whole
+from mmpipe.store.features import FeatureEntry, check_encoded_chunk, chunk_bytes, read_mask, read_whole
 from mmpipe.store.manifest import read_manifest
 from mmpipe.store.results import db_problem
 from mmpipe.store.root import FORMAT, MARKER, Store, looks_like_store, marker_problem
@@ -164,14 +164,16 @@ def _check_chunks(array: zarr.Array, folder: Path) -> None:
     encode = array.metadata.chunk_key_encoding.encode_chunk_key
     for coords in itertools.product(*(range(n) for n in array.cdata_shape)):
         path = folder / encode(coords)
-        try:
-            actual = path.stat().st_size
-        except FileNotFoundError:
-            raise ChunkDamage(path, "is missing") from None
-        if plain and actual != size:
-            raise ChunkDamage(path, f"{'is truncated' if actual < size else 'is longer than its chunk'} "
-                                    f"({actual} bytes, not {size})")
-        if not plain:
+        if plain:
+            try:
+                actual = path.stat().st_size
+            except FileNotFoundError:
+                raise ChunkDamage(path, "is missing") from None
+            if actual != size:
+                raise ChunkDamage(path, f"{'is truncated' if actual < size else 'is longer than its chunk'} "
+                                        f"({actual} bytes, not {size})")
+        else:
+            check_encoded_chunk(array, path)
             try:
                 array.get_block_selection(coords)
             except (RuntimeError, ValueError) as error:
