@@ -182,11 +182,10 @@ def _check_chunks(array: zarr.Array, folder: Path) -> None:
 
 def _unfinished(store: Store) -> list[Unfinished]:
     found = []
-    for name in store.feature_names() if store.features_dir.is_dir() else []:
-        for tmp in sorted((store.features_dir / name).glob(".tmp-*")):
-            done = len(list((tmp / "progress").glob("*.json")))
-            found.append(Unfinished(tmp, f"unfinished feature entry of {name} with {done} finished chunk(s); the "
-                                         "next run of the command that creates it resumes from them", True))
+    for tmp in sorted(store.features_dir.glob("*/.tmp-*")) if store.features_dir.is_dir() else []:
+        done = len(list((tmp / "progress").glob("*.json")))
+        found.append(Unfinished(tmp, f"unfinished feature entry of {tmp.parent.name} with {done} finished chunk(s); "
+                                     "the next run of the command that creates it resumes from them", True))
     for tmp in sorted(store.runs_dir.glob("*/.tmp-*")) if store.runs_dir.is_dir() else []:
         pid = _pid_of(tmp.name, _RUN_TMP)
         found.append(Unfinished(tmp, f"unpublished run left by process {pid} (a fit killed while publishing, "
