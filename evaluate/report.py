@@ -93,6 +93,11 @@ def load_report_data(db_path: Path, filters: ReportFilters = ReportFilters()) ->
     _check(filters.methods, sorted({r["method"] for r in runs} | {r["variant"] for r in runs}), "method")
     _check(filters.variants, sorted({r["variant"] for r in runs}), "variant")
     _check(filters.labels, sorted({r["label"] for r in labels}), "label")
+    stored_versions = sorted({r["data_version"] or "" for r in runs} - {""})
+    for prefix in filters.data_versions:
+        if not any(v.startswith(prefix) for v in stored_versions):
+            raise UserError(f"no results on a data version starting {prefix!r}; versions with results: "
+                            f"{', '.join(v[:12] for v in stored_versions) or 'none (probe runs first)'}")
 
     def keep(row: dict[str, Any]) -> bool:
         version = row.get("data_version") or ""

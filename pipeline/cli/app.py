@@ -133,6 +133,28 @@ def main_options(
 REPORT_FORMATS = ("latex", "markdown", "terminal")
 
 
+def output_file(path: Path | None) -> Path | None:
+    """Refuse (one line, before any work) an output file that cannot be written: a directory, or
+    under something that is not a directory."""
+    if path is None:
+        return None
+    if path.is_dir():
+        raise UserError(f"--out {path} is a directory; give a file name")
+    parent = next((p for p in path.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise UserError(f"--out {path}: {parent} is a file, not a directory")
+    return path
+
+
+def output_dir(path: Path) -> Path:
+    """Refuse (one line, before any work) an output directory that is an existing file, or lies
+    under one."""
+    blocking = next((p for p in (path, *path.parents) if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise UserError(f"--out {path}: {blocking} is a file, not a directory")
+    return path
+
+
 def emit_tables(tables: list, fmt: str, out_file: Path | None, what: str, file_width: int) -> None:
     """Render tables as ``fmt`` to stdout, or to ``out_file`` (then say so on stderr)."""
     if fmt == "terminal":
