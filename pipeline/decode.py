@@ -11,7 +11,8 @@ fields are read from the open file; nothing is decoded twice):
 
 - audio: the header's data size against the bytes the file holds (libsndfile's own header check,
   which WAV, AIFF and the other PCM containers report in the open file's log), the header's frame
-  count against the frames decoded (FLAC, MP3 with a Xing/LAME header), and any libsndfile error;
+  count against the frames decoded (FLAC, MP3 with a Xing/LAME header), an Ogg file's last page
+  (whole, its CRC right, flagged end-of-stream), and any libsndfile error;
 - video: any FFmpeg error raised while demuxing or decoding, any packet the demuxer marks corrupt,
   any message FFmpeg logs at error level, the frames decoded against the video stream's frame
   count or duration (one frame of slack), the end of the last packet of any stream against the
@@ -22,8 +23,9 @@ fields are read from the open file; nothing is decoded twice):
 
 What none of this can see is damage that leaves a well-formed stream: bytes overwritten inside
 uncompressed PCM audio, MP3 frames or a JPEG's entropy-coded data decode as (wrong) samples and
-pixels, since these formats carry no checksum; and an Ogg Vorbis file or an MP3 without a
-Xing/Info header states no length, so a cut between whole pages or frames leaves no trace.
+pixels, since these formats carry no checksum; and an MP3 without a Xing/Info header states no
+length, so a cut between whole frames leaves no trace. (An Ogg file states no length either, but
+its last page must be whole, pass its CRC and close the stream.)
 """
 
 from __future__ import annotations
@@ -110,9 +112,69 @@ def _check_audio_complete(path: Path, decoded: int, promised: int, container: st
         if int(declared) not in _UNKNOWN_SIZES and int(present) < int(declared):
             raise DecodeError(f"{path}: header promises {declared} bytes of audio data, the file holds {present} "
                               f"(file truncated?)")
+    if container == "OGG":
+        _check_ogg_ends(path)
     slack = _MP3_SLACK_FRAMES if container == "MP3" and not _mp3_states_frame_count(path) else 0
     if decoded < promised - slack:
         raise DecodeError(f"{path}: header promises {promised} frames, decoded {decoded} (file truncated?)")
+
+
+def _crc_table() -> list[int]:
+    table = []
+    for index in range(256):
+        crc = index << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7 if crc & 0x80000000 else crc << 1) & 0xFFFFFFFF
+        table.append(crc)
+    return table
+
+
+_OGG_CRC_TABLE = _crc_table()
+
+
+def _ogg_crc(data: bytes) -> int:
+    """CRC-32 of an Ogg page (polynomial 0x04C11DB7, not reflected, initial value 0)."""
+    crc = 0
+    for byte in data:
+        crc = ((crc << 8) & 0xFFFFFFFF) ^ _OGG_CRC_TABLE[(crc >> 24) ^ byte]
+    return crc
+
+
+_OGG_TAIL_BYTES = 65_307 + 27  # the largest Ogg page (27 + 255 + 255 * 255 bytes) and one more header
+
+
+def _check_ogg_ends(path: Path) -> None:
+    """Raise unless the file ends with a whole Ogg page that closes its stream.
+
+    Ogg states no total length, but every page carries its size and a CRC, and the last page of a
+    stream is flagged end-of-stream (header type bit 2). A file cut inside a page leaves a last
+    page that runs past the end; a file cut between pages leaves one without the flag. The last
+    page is found by its capture pattern and confirmed by its CRC (the pattern may occur in data).
+    """
+    with open(path, "rb") as handle:
+        size = handle.seek(0, 2)
+        handle.seek(max(0, size - _OGG_TAIL_BYTES))
+        tail = handle.read()
+    start = tail.rfind(b"OggS")
+    while start >= 0:
+        header = tail[start:start + 27]
+        if len(header) == 27:
+            segments = tail[start + 27:start + 27 + header[26]]
+            end = start + 27 + header[26] + sum(segments)
+            if len(segments) == header[26] and end <= len(tail):
+                page = bytearray(tail[start:end])
+                stated = int.from_bytes(page[22:26], "little")
+                page[22:26] = b"\0\0\0\0"
+                if _ogg_crc(bytes(page)) == stated:
+                    if end != len(tail) or not header[5] & 0x04:
+                        raise DecodeError(f"{path}: the Ogg stream does not end with its last page "
+                                          "(file truncated?)")
+                    return
+            elif end > len(tail) and start + 27 + header[26] <= len(tail):
+                raise DecodeError(f"{path}: the last Ogg page runs {end - len(tail)} bytes past the end of the "
+                                  "file (file truncated?)")
+        start = tail.rfind(b"OggS", 0, start)
+    raise DecodeError(f"{path}: no whole Ogg page at the end of the file (file truncated?)")
 
 
 def _mp3_states_frame_count(path: Path) -> bool:

@@ -3,8 +3,8 @@ intact files of every length and rate decode exactly as before (no false positiv
 
 Not covered, because nothing in the file can tell: bytes overwritten inside uncompressed PCM audio
 (WAV, AIFF), MP3 frames (no CRC) or a JPEG's entropy-coded data decode as wrong samples and
-pixels; an Ogg Vorbis file or a CBR MP3 without a Xing/Info header states no length to compare
-with, so a cut that leaves whole pages or frames goes unseen.
+pixels; a CBR MP3 without a Xing/Info header states no length to compare with, so a cut that
+leaves whole frames goes unseen.
 """
 
 from __future__ import annotations
@@ -30,8 +30,7 @@ from tests.tiny_models import tiny_weights  # noqa: F401
 
 DAMAGES = ("truncate50", "truncate90", "truncate99", "empty", "garbage")
 # nothing in the file can tell (see the module docstring)
-UNDETECTABLE = {("wav", "garbage"), ("aiff", "garbage"), ("mp3", "garbage"), ("jpg", "garbage"),
-                ("ogg", "truncate50"), ("ogg", "truncate90"), ("ogg", "truncate99")}
+UNDETECTABLE = {("wav", "garbage"), ("aiff", "garbage"), ("mp3", "garbage"), ("jpg", "garbage")}
 HARMLESS = {("mp4+audio", "garbage")}  # the bytes overwritten are audio, which a video decode does not read
 
 
@@ -214,3 +213,16 @@ def test_extract_records_damaged_media_as_failures_and_exits_1(tmp_path, tiny_we
     assert torch.all(entry.load().float()[sorted(damaged)] == 0)
     again = CliRunner().invoke(app, [*args, "--allow-failures"])
     assert again.exit_code == 0 and "nothing to do" in again.output
+
+
+@pytest.mark.parametrize("seconds", [0.3, 1.0, 5.0])
+@pytest.mark.parametrize("rate", [8_000, 44_100])
+def test_an_ogg_cut_anywhere_fails_and_an_intact_one_decodes(tmp_path, seconds, rate):
+    intact = write_audio(tmp_path / "intact.ogg", seconds, "OGG", sample_rate=rate, seed=1)
+    decode_audio(intact, 16_000)
+    size = intact.stat().st_size
+    for keep in sorted({size // 2, size * 9 // 10, size - 1, size - 30}):
+        broken = tmp_path / f"cut-{keep}.ogg"
+        broken.write_bytes(intact.read_bytes()[:keep])
+        with pytest.raises(DecodeError, match=f"^{broken}: "):
+            decode_audio(broken, 16_000)
