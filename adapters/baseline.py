@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from torch import nn
@@ -20,22 +20,25 @@ from mmpipe.adapters.base import AdapterMethod, Dims, ProgressFn, TwoModalityMet
 from mmpipe.adapters.data import MultimodalFeatures
 from mmpipe.adapters.loop import StepFn, ValidateFn, train_epochs
 from mmpipe.adapters.sizes import check_sizes
-from mmpipe.adapters.training import resolve_device, seed_everything, single_cpu_thread
+from mmpipe.adapters.training import check_minibatch, resolve_device, seed_everything, single_cpu_thread
+from mmpipe.store.ranges import DEVICE, EPOCHS, NON_NEGATIVE, POSITIVE, WIDTH, Checked, Length, between
 
 
 @dataclass(frozen=True)
-class BaselineConfig:
+class BaselineConfig(Checked):
     size: Literal["learned", "input"] = "learned"  # see adapters/sizes.py
-    sizes: tuple[int, ...] | None = None  # (r_s, r_k per modality); filled by the fit workflow when None
+    # (r_s, r_k per modality); filled by the fit workflow when None
+    sizes: Annotated[tuple[int, ...] | None, WIDTH, Length(2, None)] = None
     sizes_from: str | None = None  # the run (or "input") the sizes came from
-    hidden: int = 64
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    minibatch_size: int = 256  # not "batch_size": fingerprints drop that name, and it shapes results
-    max_epochs: int = 200
-    patience: int = 20
-    min_rel_improvement: float = 1e-3
-    device: str = "auto"
+    hidden: Annotated[int, WIDTH] = 64
+    lr: Annotated[float, POSITIVE] = 1e-3
+    weight_decay: Annotated[float, NON_NEGATIVE] = 1e-4
+    # not "batch_size": fingerprints drop that name, and it shapes results; at most the train rows
+    minibatch_size: Annotated[int, between(2, 2**20)] = 256
+    max_epochs: Annotated[int, EPOCHS] = 200
+    patience: Annotated[int, EPOCHS] = 20
+    min_rel_improvement: Annotated[float, NON_NEGATIVE] = 1e-3
+    device: Annotated[str, DEVICE] = "auto"
 
 
 def mlp(d_in: int, hidden: int, d_out: int) -> nn.Sequential:
@@ -88,12 +91,14 @@ class FitStart:
 def start_fit(data: MultimodalFeatures, config: BaselineConfig, seed: int,
               build: Callable[[MultimodalFeatures], Baseline]) -> FitStart:
     """Seed, move ``data`` to the config's device, ``build`` the model from it (after seeding, so
-    its initialisation is the seed's) and fit its scaler on the train rows."""
+    its initialisation is the seed's) and fit its scaler on the train rows. A minibatch larger
+    than the train split is refused first."""
     started = time.perf_counter()
     generator = seed_everything(seed)
     device = resolve_device(config.device)
     data = data.to(device)
     model = build(data).to(device)
+    check_minibatch(model.name, config.minibatch_size, len(data.split_index["train"]), data.dataset)
     model.fit_scaler(*model.pair(data.split("train")))
     return FitStart(model, data, generator, device, started)
 

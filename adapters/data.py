@@ -21,6 +21,7 @@ from mmpipe.adapters.pooling import POOLINGS, pool
 from mmpipe.store.errors import UserError
 from mmpipe.store.features import FeatureEntry
 from mmpipe.store.manifest import SPLITS, Manifest
+from mmpipe.store.ranges import check_split_rows
 from mmpipe.store.root import Store
 
 
@@ -159,7 +160,8 @@ def load_features(store: Store, dataset: str, inputs: Mapping[str, str | None],
 
     Errors (UserError): no manifest or no features (naming the command that creates them); a
     feature of another modality; entries whose row count differs from the manifest's; NaN/Inf
-    in valid rows (how many rows, which split); too few valid train/val rows.
+    in valid rows (how many rows, which split); a train or val split of fewer than MIN_SPLIT_ROWS
+    valid rows.
     """
     if not inputs:
         raise UserError(f"choose the inputs of {dataset}, e.g. --input MODALITY=FEATURE")
@@ -192,7 +194,6 @@ def load_features(store: Store, dataset: str, inputs: Mapping[str, str | None],
             if bad.any():
                 raise UserError(f"{item.entry.name}: {int(bad.sum())} {split} rows contain NaN or Inf")
         split_index[split] = rows
-    if len(split_index["train"]) < 2 or len(split_index["val"]) < 1:
-        raise UserError(f"{dataset}: too few valid train/val rows to fit ({len(split_index['train'])}, "
-                        f"{len(split_index['val'])})")
+    check_split_rows({s: len(split_index[s]) for s in ("train", "val")}, f"{dataset} (valid rows)",
+                     "a fit needs more rows there")
     return MultimodalFeatures(dataset, manifest, version, tuple(loaded), valid, split_index)

@@ -3,7 +3,8 @@ step, validation after every epoch, early stopping on a plateau (`Plateau`), and
 the best validation epoch restored at the end.
 
 Without a validation function (APOLLO's latent optimisation, which has no latents for val rows)
-the plateau is read on the epoch's mean training loss and the final weights are kept.
+the plateau is read on the epoch's mean training loss and the final weights are kept. An epoch
+whose training or validation loss is NaN or infinite stops the fit (`check_finite`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 from torch import nn
 
 from mmpipe.adapters.base import ProgressFn
-from mmpipe.adapters.training import Plateau, minibatches
+from mmpipe.adapters.training import Plateau, check_finite, minibatches
 
 StepFn = Callable[[torch.Tensor], float]  # (B,) row indices into the train tensors → the step's loss
 ValidateFn = Callable[[], float]
@@ -34,7 +35,6 @@ def train_epochs(model: nn.Module, step: StepFn, n_train: int, *, batch_size: in
     train_losses: list[float] = []
     val_losses: list[float] = []
     best_state, best_epoch, reason = None, 0, "epoch cap"
-    batch_size = min(batch_size, n_train)
     for epoch in range(1, max_epochs + 1):
         model.train()
         total, steps = 0.0, 0
@@ -42,10 +42,13 @@ def train_epochs(model: nn.Module, step: StepFn, n_train: int, *, batch_size: in
             total += step(index)
             steps += 1
         train_losses.append(total / max(steps, 1))
+        method = getattr(model, "name", type(model).__name__)
+        check_finite(method, {"train": train_losses[-1]}, epoch, stage)
         if validate is not None:
             model.eval()
             with torch.no_grad():
                 monitored = float(validate())
+            check_finite(method, {"validation": monitored}, epoch, stage)
             val_losses.append(monitored)
             if monitored < plateau.best:
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

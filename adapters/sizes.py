@@ -34,4 +34,8 @@ def check_sizes(config: Any, dims: Mapping[str, int]) -> tuple[int, ...]:
     if len(config.sizes) != wanted or min(config.sizes) < 1:
         raise UserError(f"sizes must be {wanted} positive integers (r_s, then one per modality: "
                         f"{', '.join(dims)}), not {config.sizes}")
+    widest = max(dims.values())
+    if max(config.sizes) > widest:
+        raise UserError(f"sizes {','.join(map(str, config.sizes))}: a subspace is wider than the widest input "
+                        f"({widest}); give sizes of at most {widest}")
     return tuple(int(s) for s in config.sizes)

@@ -11,7 +11,9 @@ pruning). Per stage the trainer
   computes the stage's losses (``train_losses(index, stage.losses)``), turns them into gradients
   (``Stage.backward``: the unweighted sum by default; a method passes its own weighting, e.g.
   GradNorm) and steps the optimiser;
-- after each epoch reads every validation loss (``validation_losses()``), runs the stage's hooks
+- after each epoch stops a diverged fit (`check_finite`: a stage loss NaN or infinite, summed over
+  the epoch's batches on the device and read once, or its validation value), reads every
+  validation loss (``validation_losses()``), runs the stage's hooks
   (``Stage.after_epoch``) in order, records one history row and updates a `Plateau` on the
   unweighted sum of the stage's validation losses;
 - ends the stage when the plateau has lasted ``patience`` epochs ("converged") or at
@@ -32,7 +34,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from mmpipe.adapters.training import Plateau, minibatches, single_cpu_thread
+from mmpipe.adapters.training import Plateau, check_finite, minibatches, single_cpu_thread
 
 ProgressFn = Callable[[str], None]
 # (B,) row indices into the train rows, the active loss names → {name: scalar loss} for those names
@@ -130,10 +132,15 @@ class StagedTrainer:
         plateau = Plateau(stage.patience, stage.min_rel_improvement)
         context = EpochContext(stage, self.epoch, {}, stage.optimizer())
         start, reason = self.epoch, "epoch cap"
+        method = getattr(self.model, "name", type(self.model).__name__)
         for _ in range(stage.max_epochs):
-            self.train_epoch(stage, context.optimizer)
+            sums = self.train_epoch(stage, context.optimizer)
             self.epoch += 1
             context.epoch, context.val = self.epoch, self.validation_losses()
+            # before the hooks: pruning cannot take the SVD of a diverged projection
+            check_finite(method, {**dict(zip(stage.losses, sums.tolist(), strict=True)),
+                                  **{f"{k} (validation)": context.val[k] for k in stage.losses}},
+                         self.epoch, stage.name)
             for hook in stage.after_epoch:
                 hook(context)
             described = self.describe()
@@ -150,14 +157,18 @@ class StagedTrainer:
         self.history.stages.append({"stage": stage.name, "start_epoch": start, "end_epoch": self.epoch,
                                     "reason": reason, "losses": list(stage.losses)})
 
-    def train_epoch(self, stage: Stage, optimizer: torch.optim.Optimizer) -> None:
-        """One pass over a fresh permutation of the train rows, full batches only."""
+    def train_epoch(self, stage: Stage, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+        """One pass over a fresh permutation of the train rows, full batches only; returns the
+        stage's losses summed over the batches, (n_losses,) on the device (never read per batch)."""
         self.model.train()
+        sums = torch.zeros(len(stage.losses), device=self.device)
         for index in minibatches(self.n_train, self.batch_size, self.generator, self.device):
-            self.step(stage, optimizer, index)
+            sums += self.step(stage, optimizer, index)
+        return sums
 
-    def step(self, stage: Stage, optimizer: torch.optim.Optimizer, index: torch.Tensor) -> None:
+    def step(self, stage: Stage, optimizer: torch.optim.Optimizer, index: torch.Tensor) -> torch.Tensor:
         losses = self.train_losses(index, stage.losses)
         optimizer.zero_grad(set_to_none=True)
         stage.backward({name: losses[name] for name in stage.losses})
         optimizer.step()
+        return torch.stack([losses[name].detach() for name in stage.losses])  # (n_losses,)

@@ -18,7 +18,7 @@ from mmpipe.adapters.base import Dims, InputScaler, ProgressFn
 from mmpipe.adapters.baseline import BaselineConfig, Sized, train_one_stage
 from mmpipe.adapters.data import MultimodalFeatures
 from mmpipe.adapters.targets import Target, supervised_target
-from mmpipe.adapters.training import resolve_device, seed_everything
+from mmpipe.adapters.training import check_minibatch, resolve_device, seed_everything
 
 Inputs = Mapping[str, torch.Tensor]  # modality -> (B, D_k), standardised
 
@@ -68,6 +68,8 @@ class SupervisedFusion(Sized):
         device = resolve_device(config.device)
         data = data.to(device)
         target = supervised_target(data, config.target, device)
+        check_minibatch(cls.name, config.minibatch_size, len(target.train_rows),
+                        f"{data.dataset} (rows labelled {target.name})")
         model = cls(config, data.dims, target.n_outputs).to(device)
         model.scaler.fit(data.split("train"))
         scaled = model.scaler(data.values)  # modality -> (N, D_k), all rows; indexed by target rows

@@ -1,9 +1,16 @@
-"""Shared training utilities: seeding, device-resident minibatches, validation-based convergence."""
+"""Shared training utilities: seeding, device resolution, checks of a config against the data,
+device-resident minibatches, validation-based convergence, and the divergence stop.
+
+A fit stops as soon as a loss is NaN or infinite (`check_finite`, read once per epoch on the
+epoch's summed losses, so the hot loop never synchronises): it raises a UserError naming the
+method, the loss term, the epoch and the stage, and nothing is published.
+"""
 
 from __future__ import annotations
 
 import ctypes
 import functools
+import math
 import random
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -34,6 +41,22 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError(f"device {name}: CUDA is not available on this machine")
     return device
+
+
+def check_minibatch(method: str, minibatch_size: int, n_train: int, what: str) -> None:
+    """A minibatch holds at most the train rows (a larger one would silently be the whole split,
+    and the stored config would not say what was used)."""
+    if minibatch_size > n_train:
+        raise UserError(f"{method}: minibatch_size={minibatch_size} is larger than the train split of {what} "
+                        f"({n_train} rows); set minibatch_size to at most {n_train}")
+
+
+def check_finite(method: str, losses: dict[str, float], epoch: int, stage: str) -> None:
+    """Stop a diverged fit: the first loss term that is NaN or ±inf, in one line."""
+    for term, value in losses.items():
+        if not math.isfinite(value):
+            raise UserError(f"{method} diverged: loss {term} is {value} at epoch {epoch} of stage {stage}; "
+                            "lower lr (or raise temperature), and check the config values the loss depends on")
 
 
 def minibatches(n: int, batch_size: int, generator: torch.Generator, device: torch.device,

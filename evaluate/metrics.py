@@ -132,14 +132,13 @@ def mse(y_test: np.ndarray, prediction: np.ndarray) -> float:
 def silhouette(x_test: np.ndarray, y_test: np.ndarray, max_rows: int, seed: int) -> float | None:
     """Mean silhouette coefficient (Euclidean) of the train-standardised test features grouped by
     the test labels, on at most ``max_rows`` test rows drawn with the probe seed; undefined (None,
-    no row) with fewer than two classes or three rows."""
+    no row) with fewer than two classes, or as many classes as rows (a row alone in its class has
+    no silhouette)."""
     from sklearn.metrics import silhouette_score  # scikit-learn: imported only when probing
 
-    if len(np.unique(y_test)) < 2 or len(y_test) < 3:
-        return None
     if len(y_test) > max_rows:
         keep = np.random.default_rng(seed).choice(len(y_test), max_rows, replace=False)
         x_test, y_test = x_test[keep], y_test[keep]
-        if len(np.unique(y_test)) < 2:
-            return None
+    if not 2 <= len(np.unique(y_test)) < len(y_test):
+        return None
     return float(silhouette_score(x_test, y_test))

@@ -29,6 +29,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
@@ -37,20 +38,30 @@ from sklearn.linear_model import LogisticRegression
 
 from mmpipe.evaluate import metrics
 from mmpipe.store.errors import UserError
-from mmpipe.store.manifest import LabelSpec, Manifest
+from mmpipe.store.manifest import SPLITS, LabelSpec, Manifest
+from mmpipe.store.ranges import (
+    MAX_ROWS,
+    MIN_SPLIT_ROWS,
+    POSITIVE,
+    SEED,
+    Checked,
+    Length,
+    between,
+    check_split_rows,
+)
 from mmpipe.store.results import ProbeRow
 from mmpipe.store.root import Store
 from mmpipe.store.runs import RunEntry
 
 
 @dataclass(frozen=True)
-class ProbeConfig:
-    c_grid: tuple[float, ...] = (0.01, 0.1, 1.0, 10.0, 100.0)
-    alpha_grid: tuple[float, ...] = (1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0)
-    max_iter: int = 500
-    silhouette_max: int = 2000
-    k_shot: tuple[int, ...] = ()
-    seed: int = 0
+class ProbeConfig(Checked):
+    c_grid: Annotated[tuple[float, ...], POSITIVE, Length(1, None)] = (0.01, 0.1, 1.0, 10.0, 100.0)
+    alpha_grid: Annotated[tuple[float, ...], POSITIVE, Length(1, None)] = (1e-4, 1e-3, 1e-2, 0.1, 1.0, 10.0, 100.0)
+    max_iter: Annotated[int, between(1, 1_000_000)] = 500
+    silhouette_max: Annotated[int, between(MIN_SPLIT_ROWS, MAX_ROWS)] = 2000
+    k_shot: Annotated[tuple[int, ...], between(1, MAX_ROWS)] = ()  # at most the smallest class of train
+    seed: Annotated[int, SEED] = 0
 
     def describe(self, kind: str, k: int | None = None) -> str:
         if kind == "categorical":
@@ -309,12 +320,37 @@ def _probe_continuous(z, component, train, val, test, labels, manifest, config, 
                                      int((train & data.observed).sum()), int(te.sum())))
 
 
+def check_probe_data(manifest: Manifest, config: ProbeConfig, labels: Sequence[str] | None, run_id: str) -> None:
+    """Refuse (one line, before anything is probed) data no probe can be scored on: a split of
+    fewer than `MIN_SPLIT_ROWS` rows, or a k-shot k above the train rows of a class of a probed
+    categorical label (fewer examples than asked would silently be a different k)."""
+    counts = manifest.table["split"].value_counts()
+    check_split_rows({s: int(counts.get(s, 0)) for s in SPLITS}, f"probe {run_id} ({manifest.dataset})",
+                     "probes need more rows there")
+    if not config.k_shot:
+        return
+    k = max(config.k_shot)
+    train = (manifest.table["split"] == "train").to_numpy()
+    for data in label_data(manifest, labels):
+        if data.spec.kind != "categorical":
+            continue
+        rows = data.values[train & data.observed]
+        if not len(rows):
+            continue  # no labelled train rows: that label is skipped and named while probing
+        present, sizes = np.unique(rows, return_counts=True)
+        if sizes.min() < k:
+            smallest = data.classes[present[sizes.argmin()]]
+            raise UserError(f"k_shot {k}: class {smallest!r} of {data.spec.name} has {sizes.min()} train rows in "
+                            f"{manifest.dataset}; use k <= {sizes.min()}, or leave {data.spec.name} out with --label")
+
+
 def probe_run(store: Store, run: RunEntry, config: ProbeConfig = ProbeConfig(),
               labels: Sequence[str] | None = None, components: Sequence[str] | None = None) -> ProbeOutcome:
     """Probe one stored run against the labels of the manifest it was trained on."""
     record = run.record
     dataset = record.dataset
     manifest = store.manifest(dataset, record.manifest_version)
+    check_probe_data(manifest, config, labels, run.run_id)
     arrays = {k: v.numpy() for k, v in run.components(list(components) if components else None).items()}
     valid = run.valid()
     if len(valid) != len(manifest):

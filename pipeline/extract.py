@@ -28,7 +28,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
@@ -51,17 +51,18 @@ from mmpipe.pipeline.encoders.base import Encoder
 from mmpipe.store.errors import UserError
 from mmpipe.store.features import DTYPES, FeatureEntry
 from mmpipe.store.manifest import Manifest, Modality
+from mmpipe.store.ranges import DEVICE, MAX_ROWS, Checked, at_least, between
 from mmpipe.store.root import Store
 
 
 @dataclass(frozen=True)
-class ExtractOptions:
-    dtype: str = "float16"
-    layers: tuple[int, ...] = ()
-    batch_size: int = 16
-    num_workers: int = 2
-    device: str = "auto"
-    chunk_rows: int | None = None  # None: the store's default (~1.5 MiB of rows)
+class ExtractOptions(Checked):
+    dtype: Literal["float16", "float32"] = "float16"  # DTYPES
+    layers: Annotated[tuple[int, ...], at_least(0)] = ()  # below the encoder's layer count
+    batch_size: Annotated[int, between(1, 2**16)] = 16
+    num_workers: Annotated[int, between(0, 256)] = 2
+    device: Annotated[str, DEVICE] = "auto"
+    chunk_rows: Annotated[int | None, between(1, MAX_ROWS)] = None  # None: the store's default (~1.5 MiB of rows)
     modality: str | None = None  # a modality name of the dataset; None: the only one of the encoder's kind
 
 

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from mmpipe.adapters.base import AdapterMethod, ProgressFn
 from mmpipe.adapters.data import MultimodalFeatures, load_features
 from mmpipe.adapters.registry import METHODS
@@ -115,6 +117,18 @@ def _fit_in_worker(root: Path, method: str, dataset: str, inputs: dict[str, str]
     return _fit_one(store, cls, data, config, requested, seed, None).run.path
 
 
+def _refuse_non_finite(method: str, components: Mapping[str, Any], data: MultimodalFeatures) -> None:
+    """The last guard before publishing: a component with NaN or Inf in a valid row is a diverged
+    fit, never a fitted run (the training loops stop at the epoch where a loss diverged; this
+    catches what they cannot see, e.g. an overflow in the final transform)."""
+    for name, values in components.items():
+        bad = int((~torch.isfinite(values[data.valid])).flatten(1).any(dim=1).sum())
+        if bad:
+            raise UserError(f"{method} diverged: component {name} is NaN or infinite in {bad} of "
+                            f"{int(data.valid.sum())} valid rows of {data.dataset}; nothing was published "
+                            "(lower lr, or check the config values the losses depend on)")
+
+
 def _fit_one(store: Store, cls: type[AdapterMethod], data: MultimodalFeatures, config: Any, requested: Any,
              seed: int, progress: ProgressFn | None) -> FitOutcome:
     """``config`` is resolved for this seed; ``requested`` (what the user asked for) names the
@@ -126,6 +140,7 @@ def _fit_one(store: Store, cls: type[AdapterMethod], data: MultimodalFeatures, c
     model = model.cpu()
     transform_started = time.perf_counter()
     components = model.transform(data.values)
+    _refuse_non_finite(cls.name, components, data)
     timings = {**history.pop("timings", {}), "transform_s": time.perf_counter() - transform_started}
     epochs, ranks = history.pop("epochs", None), history.pop("ranks", None)
     n_params = history.pop("n_params", None)

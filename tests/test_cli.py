@@ -53,7 +53,7 @@ def test_store_from_environment(tmp_path, monkeypatch):
     (["simulate", "sim9"], f"unknown dataset 'sim9'; valid: {', '.join(DATASETS.names())}"),
     (["simulate", "sim1", "--set", "bogus=1"], "unknown config key 'bogus'"),
     (["simulate", "sim1", "--set", "n=ten"], "cannot read 'ten' as int"),
-    (["simulate", "sim1", "--n", "2"], "needs n >= 3"),
+    (["simulate", "sim1", "--n", "2"], "--n 2: sim1: the train split has 1 row, fewer than the 2 every split needs"),
     (["simulate", "sim1", "--dtype", "int8"], "--dtype must be"),
     (["info", "sim2"], "the store holds nothing for 'sim2'"),
     (["list", "widgets"], "cannot list 'widgets'; valid: datasets, encoders, methods"),

@@ -24,7 +24,7 @@ BROKEN_VIDEO_ONLY, BROKEN_BOTH = "1076_MTI_NEU_XX", "1076_MTI_SAD_XX"
 VIDEO_FAILURES = {BROKEN_VIDEO_ONLY: "known broken", BROKEN_BOTH: "known broken", NO_VIDEO: "missing"}
 AUDIO_FAILURES = {BROKEN_BOTH: "known broken", NO_AUDIO: "missing", CORRUPT_AUDIO: "Error"}
 FIT = ["--seeds", "0", "--set", "max_epochs_shared=2", "--set", "max_epochs_private=2",
-       "--set", "max_epochs_joint=2", "--set", "minibatch_size=8"]
+       "--set", "max_epochs_joint=2", "--set", "minibatch_size=4"]  # the 4 valid train rows
 
 
 def _invoke(store, *args):

@@ -15,7 +15,7 @@ from mmpipe.pipeline.defaults import DATA_DEFAULTS
 from mmpipe.store.root import Store
 
 runner = CliRunner()
-TINY = ["--seeds", "1", "--n", "200", "--max-epochs", "2"]
+TINY = ["--seeds", "1", "--n", "400", "--max-epochs", "2"]
 
 
 def test_reproduce_table1_end_to_end_then_reuses_everything(tmp_path):
@@ -46,7 +46,7 @@ def test_reproduce_table1_end_to_end_then_reuses_everything(tmp_path):
 
 
 def test_reproduce_table3a_probes_every_fused_representation(tmp_path):
-    result = runner.invoke(app, ["--store", str(tmp_path / "s"), "reproduce", "table3a", "--seeds", "1", "--n", "200",
+    result = runner.invoke(app, ["--store", str(tmp_path / "s"), "reproduce", "table3a", "--seeds", "1", "--n", "400",
                                  "--max-epochs", "2", "--format", "markdown"])
     assert result.exit_code == 0, result.output
     for method in ("multiloreft", "apollo", "drimu", "late-fusion", "cross-attention", "contrastive",

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
@@ -45,14 +45,16 @@ from mmpipe.adapters.losses import latent_norm_penalty
 from mmpipe.adapters.registry import METHODS
 from mmpipe.adapters.sizes import check_sizes
 from mmpipe.adapters.training import single_cpu_thread
+from mmpipe.store.ranges import MAX_EPOCHS, NON_NEGATIVE, POSITIVE, between
 
 
 @dataclass(frozen=True)
 class APOLLOConfig(BaselineConfig):
-    latent_lr: float = 1e-2
-    latent_noise: float = 0.05  # σ of the noise added to latents in step 1
-    norm_penalty: float = 1e-3  # λ
-    max_epochs_encoders: int = 200
+    latent_lr: Annotated[float, POSITIVE] = 1e-2
+    latent_noise: Annotated[float, NON_NEGATIVE] = 0.05  # σ of the noise added to latents in step 1
+    norm_penalty: Annotated[float, NON_NEGATIVE] = 1e-3  # λ
+    # 0: the encoders keep their initialisation (only the latents are trained)
+    max_epochs_encoders: Annotated[int, between(0, MAX_EPOCHS)] = 200
 
 
 @METHODS.register("apollo")

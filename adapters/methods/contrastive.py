@@ -15,7 +15,7 @@ w = max(r_s + r_m1, r_s + r_m2): as wide as the wider modality's MultiLoReFT rep
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 
@@ -25,11 +25,12 @@ from mmpipe.adapters.data import MultimodalFeatures
 from mmpipe.adapters.losses import symmetric_info_nce
 from mmpipe.adapters.registry import METHODS
 from mmpipe.adapters.sizes import check_sizes
+from mmpipe.store.ranges import POSITIVE
 
 
 @dataclass(frozen=True)
 class ContrastiveConfig(BaselineConfig):
-    temperature: float = 0.07
+    temperature: Annotated[float, POSITIVE] = 0.07
 
 
 @METHODS.register("contrastive")

@@ -17,6 +17,7 @@ Components: u_<k> (the attended tokens) and fused.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Annotated
 
 import torch
 from torch import nn
@@ -26,11 +27,13 @@ from mmpipe.adapters.base import Dims
 from mmpipe.adapters.registry import METHODS
 from mmpipe.adapters.sizes import check_sizes
 from mmpipe.adapters.supervised import Inputs, SupervisedConfig, SupervisedFusion
+from mmpipe.store.errors import UserError
+from mmpipe.store.ranges import between
 
 
 @dataclass(frozen=True)
 class CrossAttentionConfig(SupervisedConfig):
-    heads: int = 1
+    heads: Annotated[int, between(1, 64)] = 1  # must divide the width D
 
 
 @METHODS.register("cross-attention")
@@ -43,6 +46,9 @@ class CrossAttention(SupervisedFusion):
     def __init__(self, config: CrossAttentionConfig, dims: Dims, n_outputs: int = 1) -> None:
         super().__init__(dims, n_outputs)
         width = sum(check_sizes(config, dims))
+        if width % config.heads:
+            raise UserError(f"cross-attention: heads={config.heads} must divide the width D = {width} (the sum of "
+                            f"the sizes); choose heads among {', '.join(str(h) for h in range(1, 65) if width % h == 0)}")
         self.config = config
         self.projections = nn.ModuleDict({k: nn.Linear(d, width) for k, d in dims.items()})
         self.modality = nn.Parameter(0.02 * torch.randn(len(dims), width))  # (K, D)

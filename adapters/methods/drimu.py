@@ -33,7 +33,7 @@ z_s2, z_m1, z_m2, z_s = (z_s1 + z_s2) / 2, fused = [z_s, z_m1, z_m2].
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import torch
 import torch.nn.functional as F
@@ -45,14 +45,15 @@ from mmpipe.adapters.data import MultimodalFeatures
 from mmpipe.adapters.losses import discriminator_loss, fooling_loss, symmetric_info_nce
 from mmpipe.adapters.registry import METHODS
 from mmpipe.adapters.sizes import check_sizes
+from mmpipe.store.ranges import NON_NEGATIVE, POSITIVE
 
 
 @dataclass(frozen=True)
 class DRIMUConfig(BaselineConfig):
-    alpha: float = 1.0
-    gamma: float = 0.8
-    temperature: float = 0.07
-    discriminator_lr: float = 1e-3
+    alpha: Annotated[float, NON_NEGATIVE] = 1.0
+    gamma: Annotated[float, NON_NEGATIVE] = 0.8
+    temperature: Annotated[float, POSITIVE] = 0.07
+    discriminator_lr: Annotated[float, POSITIVE] = 1e-3
 
 
 @METHODS.register("drimu")

@@ -18,10 +18,11 @@ from mmpipe.adapters import components
 from mmpipe.adapters.base import AdapterMethod, Dims, InputScaler, ProgressFn
 from mmpipe.adapters.data import MultimodalFeatures
 from mmpipe.adapters.registry import METHODS
+from mmpipe.store.ranges import Checked
 
 
 @dataclass(frozen=True)
-class InputsConfig:
+class InputsConfig(Checked):
     standardize: bool = True
 
 

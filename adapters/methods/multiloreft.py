@@ -59,7 +59,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import torch
 from torch import nn
@@ -70,17 +70,28 @@ from mmpipe.adapters.gradnorm import GradNorm
 from mmpipe.adapters.losses import independence_loss, info_nce, orthogonality_loss
 from mmpipe.adapters.registry import METHODS
 from mmpipe.adapters.staged import EpochContext, Stage, StagedTrainer
-from mmpipe.adapters.training import resolve_device, seed_everything
+from mmpipe.adapters.training import check_minibatch, resolve_device, seed_everything
 from mmpipe.store.errors import UserError
+from mmpipe.store.ranges import (
+    DEVICE,
+    EPOCHS,
+    MAX_EPOCHS,
+    NON_NEGATIVE,
+    POSITIVE,
+    WIDTH,
+    Checked,
+    Length,
+    between,
+)
 
 LOSS_NAMES = ("indep", "orth", "mi")
 STAGES = ("shared", "private", "joint")
 
 
 @dataclass(frozen=True)
-class MultiLoReFTConfig:
-    rank: int | None = None  # initial rank of every subspace; None = min(d1, d2)
-    hidden: int = 64
+class MultiLoReFTConfig(Checked):
+    rank: Annotated[int | None, WIDTH] = None  # initial rank of every subspace, at most min(d1, d2); None: min(d1, d2)
+    hidden: Annotated[int, WIDTH] = 64
     activation: Literal["gelu", "relu", "tanh"] = "gelu"
     shared_projection: Literal["auto", "tied", "per_modality"] = "auto"
     standardize: bool = True
@@ -88,27 +99,38 @@ class MultiLoReFTConfig:
     use_orth: bool = True
     use_mi: bool = True
     hsic_estimator: Literal["biased", "unbiased"] = "biased"
-    temperature: float = 0.1
+    temperature: Annotated[float, POSITIVE] = 0.1
     weighting: Literal["gradnorm", "fixed"] = "gradnorm"
-    gradnorm_alpha: float = 1.5
-    gradnorm_lr: float = 0.025
-    fixed_weights: tuple[float, ...] = (1.0, 1.0, 1.0)  # indep, orth, mi
+    gradnorm_alpha: Annotated[float, NON_NEGATIVE] = 1.5
+    gradnorm_lr: Annotated[float, POSITIVE] = 0.025
+    fixed_weights: Annotated[tuple[float, ...], NON_NEGATIVE, Length(3)] = (1.0, 1.0, 1.0)  # indep, orth, mi
     staged: bool = True
-    patience: int = 40
-    joint_patience: int = 100
-    min_rel_improvement: float = 1e-3
-    max_epochs_shared: int = 100
-    max_epochs_private: int = 100
-    max_epochs_joint: int = 200
+    patience: Annotated[int, EPOCHS] = 40
+    joint_patience: Annotated[int, EPOCHS] = 100
+    min_rel_improvement: Annotated[float, NON_NEGATIVE] = 1e-3
+    # 0 skips a stage; the schedule trains at least one epoch (`check`)
+    max_epochs_shared: Annotated[int, between(0, MAX_EPOCHS)] = 100
+    max_epochs_private: Annotated[int, between(0, MAX_EPOCHS)] = 100
+    max_epochs_joint: Annotated[int, between(0, MAX_EPOCHS)] = 200
     prune: bool = True
-    prune_threshold: float = 0.1
-    prune_mi_tolerance: float = 0.10
-    lr: float = 1e-2
-    weight_decay: float = 1e-3  # on the maps f
-    projection_weight_decay: float = 1e-3  # on R_s, R_m1, R_m2: the pressure that lets unused directions fade
-    # not "batch_size": fingerprints drop that name as a speed-only knob, and here it shapes the result
-    minibatch_size: int = 256
-    device: str = "auto"
+    prune_threshold: Annotated[float, NON_NEGATIVE] = 0.1
+    prune_mi_tolerance: Annotated[float, NON_NEGATIVE] = 0.10
+    lr: Annotated[float, POSITIVE] = 1e-2
+    weight_decay: Annotated[float, NON_NEGATIVE] = 1e-3  # on the maps f
+    # on R_s, R_m1, R_m2: the pressure that lets unused directions fade
+    projection_weight_decay: Annotated[float, NON_NEGATIVE] = 1e-3
+    # not "batch_size": fingerprints drop that name as a speed-only knob, and here it shapes the result;
+    # at most the train rows
+    minibatch_size: Annotated[int, between(2, 2**20)] = 256
+    device: Annotated[str, DEVICE] = "auto"
+
+    def check(self) -> None:
+        caps = (self.max_epochs_shared, self.max_epochs_private, self.max_epochs_joint) if self.staged \
+            else (self.max_epochs_joint,)
+        if not any(caps):
+            stages = "max_epochs_shared, max_epochs_private, max_epochs_joint" if self.staged else "max_epochs_joint"
+            raise UserError(f"multiloreft: {stages} {'are all' if self.staged else 'is'} 0: nothing would be trained; "
+                            "give a stage epochs")
 
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh}
@@ -158,7 +180,7 @@ class MultiLoReFT(TwoModalityMethod):
             raise UserError(f"shared_projection=tied needs equal dims, got {d1} and {d2}")
         self.config = config
         self.tied = mode == "tied"
-        initial = config.rank or min(d1, d2)
+        initial = min(d1, d2) if config.rank is None else config.rank
         r_s, r_m1, r_m2 = ranks or (initial, initial, initial)
         generator = generator or torch.Generator().manual_seed(0)
         # tied: [R_s]; per_modality: [R_s(1), R_s(2)]
@@ -299,8 +321,11 @@ class Algorithm1:
 
     def __init__(self, cls: type[MultiLoReFT], data: MultimodalFeatures, config: MultiLoReFTConfig, seed: int,
                  progress: ProgressFn | None) -> None:
-        if len(config.fixed_weights) != 3:
-            raise UserError("fixed_weights needs three values: indep, orth, mi")
+        narrowest = min(data.dims.items(), key=lambda item: item[1])
+        if config.rank is not None and config.rank > narrowest[1]:
+            raise UserError(f"multiloreft: rank={config.rank} is wider than the narrowest input ({narrowest[0]}: "
+                            f"{narrowest[1]}); set rank to at most {narrowest[1]}, or none for min(d1, d2)")
+        check_minibatch(cls.name, config.minibatch_size, len(data.split_index["train"]), data.dataset)
         self.config = config
         self.generator = seed_everything(seed)
         self.device = resolve_device(config.device)

@@ -197,7 +197,7 @@ def parse_seeds(text: str) -> list[int]:
 
 def check_seed_count(count: int) -> None:
     if not 1 <= count <= MAX_SEEDS:
-        raise UserError(f"--seeds: {count} runs; give between 1 and {MAX_SEEDS} seeds")
+        raise UserError(f"--seeds must be at least 1 and at most {MAX_SEEDS} (runs), not {count}")
 
 
 def check_jobs(jobs: int) -> None:

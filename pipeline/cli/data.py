@@ -179,7 +179,7 @@ def _engine_label(key: str, value: str) -> str:
     """Where an extraction option was given, for messages."""
     if key == "modality":
         return f"--set modality={value}"
-    return f"--workers {value}" if key == "num_workers" else option_label(key, value)
+    return option_label("workers" if key == "num_workers" else key, value)
 
 
 @app.command()

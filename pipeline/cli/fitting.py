@@ -10,11 +10,13 @@ import typer
 
 from mmpipe.adapters import METHODS
 from mmpipe.adapters.data import resolve_version
+from mmpipe.adapters.training import check_minibatch
 from mmpipe.evaluate import latex, terminal
 from mmpipe.evaluate.paper_comparison import paper_comparison_table
 from mmpipe.evaluate.report import ReportFilters, build_report, load_report_data
 from mmpipe.pipeline.cli.app import (
     app,
+    check_device_of,
     check_jobs,
     err,
     out,
@@ -23,10 +25,11 @@ from mmpipe.pipeline.cli.app import (
     user_errors,
 )
 from mmpipe.pipeline.datasets import DATASETS
+from mmpipe.pipeline.datasets.splits import split_counts
 from mmpipe.pipeline.defaults import default_config
 from mmpipe.pipeline.fit import FitOutcome, fit_runs
 from mmpipe.pipeline.simulate import simulate as run_simulation
-from mmpipe.store.config import apply_overrides, load_config_file
+from mmpipe.store.config import apply_overrides, load_config_file, option_label
 from mmpipe.store.errors import UserError
 from mmpipe.store.root import Store
 
@@ -110,6 +113,7 @@ def fit(
     config = apply_overrides(config, list(overrides or []))
     seed_list = parse_seeds(seeds)
     check_jobs(jobs)
+    check_device_of(config)
     store = store_of(ctx)
     chosen = fit_inputs(store, dataset, list(inputs or []), m1, m2, data_version)
     for outcome in _fit_with_progress(store, method, dataset, chosen, config, seed_list, data_version, jobs, pooling):
@@ -135,7 +139,10 @@ def demo(
     check_jobs(jobs)
     config = apply_overrides(default_config(METHODS.get("multiloreft").Config, "multiloreft", "sim1"),
                              list(overrides or []))
-    sim_config = apply_overrides(DATASETS.get("sim1").Config(), {"n": n})
+    check_device_of(config)
+    sim_config = apply_overrides(DATASETS.get("sim1").Config(), {"n": n}, label=option_label)
+    check_minibatch("multiloreft", config.minibatch_size,
+                    split_counts(n, sim_config.train_frac, sim_config.val_frac)["train"], f"sim1 with --n {n}")
     store = store_of(ctx, create=True)
     started = time.perf_counter()
     err.print(f"[1/4] simulating sim1 (n={n}) into {store.root}", markup=False, highlight=False)

@@ -5,23 +5,30 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from mmpipe.adapters.registry import METHODS
 from mmpipe.evaluate.report import ReportFilters, build_report, load_report_data
 from mmpipe.pipeline.cli.app import (
     REPORT_FORMATS,
     app,
     check_jobs,
+    check_option,
+    check_seed_count,
     emit_tables,
     err,
     store_of,
     user_errors,
 )
 from mmpipe.pipeline.datasets import DATASETS
+from mmpipe.pipeline.datasets.splits import split_counts
+from mmpipe.pipeline.defaults import default_config
 from mmpipe.pipeline.simulate import simulate as run_simulation
+from mmpipe.store.config import apply_overrides, option_label
 from mmpipe.store.errors import UserError
+from mmpipe.store.ranges import EPOCHS, MAX_ROWS
 
 
 @app.command()
@@ -45,14 +52,15 @@ def reproduce(
     spec = reproduction.spec_of(table)
     if fmt not in REPORT_FORMATS:
         raise UserError(f"unknown --format {fmt!r}; valid: {', '.join(REPORT_FORMATS)}")
-    if seeds < 1 or n < 20:
-        raise UserError("--seeds must be at least 1 and --n at least 20")
+    check_seed_count(seeds)
     check_jobs(jobs)
+    if max_epochs is not None:
+        check_option("--max-epochs", max_epochs, EPOCHS)
+    simulations = {dataset: _simulation(spec, dataset, n) for dataset in spec.datasets}
     store = store_of(ctx, create=True)
     started = time.perf_counter()
     versions = {}
-    for dataset in spec.datasets:
-        config = DATASETS.get(dataset).Config(n=n)
+    for dataset, config in simulations.items():
         versions[dataset] = run_simulation(store, dataset, config).manifest_version
     with err.status(f"reproducing {table}") as status:
         runs = fit_table(store, spec, list(range(seeds)), versions, max_epochs, progress=status.update, jobs=jobs)
@@ -70,5 +78,21 @@ def reproduce(
             datasets=spec.datasets, methods=methods, data_versions=tuple(versions[d] for d in spec.datasets)))
         tables += build_report(data, spec.companions)
     emit_tables(tables, fmt, out_file, table, file_width=240)
+
+
+def _simulation(spec: Any, dataset: str, n: int) -> Any:
+    """The simulation config of ``--n``, refused (one line, before any work) when its train split
+    is smaller than the minibatch of a method the table fits."""
+    config = apply_overrides(DATASETS.get(dataset).Config(), {"n": n}, label=option_label)
+    n_train = split_counts(n, config.train_frac, config.val_frac)["train"]
+    for method, changes in spec.fits:
+        fit_config = dataclasses.replace(default_config(METHODS.get(method).Config, method, dataset), **dict(changes))
+        minibatch = getattr(fit_config, "minibatch_size", None)
+        if minibatch is not None and minibatch > n_train:
+            enough = next(m for m in range(n, MAX_ROWS + 1)
+                          if split_counts(m, config.train_frac, config.val_frac)["train"] >= minibatch)
+            raise UserError(f"--n {n} leaves {n_train} train rows of {dataset}, fewer than one minibatch of "
+                            f"{method} ({minibatch}); give --n {enough} or more")
+    return config
 
 

@@ -19,6 +19,7 @@ from mmpipe.pipeline.cli.app import (
     store_of,
     user_errors,
 )
+from mmpipe.store.config import apply_overrides, option_label
 from mmpipe.store.damage import DamagedError, Listing
 from mmpipe.store.errors import UserError
 
@@ -36,9 +37,14 @@ def probe(
     """Probe every component × label of runs (fit on train, select on val, score on test) into the results DB.
 
     Re-probing a run replaces its rows."""
-    from mmpipe.evaluate.probes import ProbeConfig, probe_run  # scikit-learn: imported only when probing
+    from mmpipe.evaluate.probes import (  # scikit-learn: imported only when probing
+        ProbeConfig,
+        check_probe_data,
+        probe_run,
+    )
     from mmpipe.evaluate.results import save_probes
 
+    config = apply_overrides(ProbeConfig(), {"k_shot": tuple(k_shot or ())}, label=option_label)
     store = store_of(ctx)
     if all_runs == bool(runs):
         raise UserError("give run ids or --all (not both)")
@@ -51,7 +57,12 @@ def probe(
         err.print(damaged.skipped(), markup=False, highlight=False, soft_wrap=True)
     if not entries and not skipped:
         raise UserError("the store holds no runs; fit one with `mmpipe fit`")
-    config = ProbeConfig(k_shot=tuple(k_shot or ()))
+    for run in entries:  # every run's splits and classes, before any probe row is written
+        try:
+            manifest = store.manifest(run.record.dataset, run.record.manifest_version)
+        except DamagedError:
+            continue  # skipped and named (--all) or refused (a run named by id) below
+        check_probe_data(manifest, config, label, run.run_id)
     total = probed = 0
     for index, run in enumerate(entries, 1):
         try:

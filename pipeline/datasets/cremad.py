@@ -72,15 +72,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
 
 from mmpipe.pipeline.datasets.base import DATASETS, Dataset
-from mmpipe.pipeline.datasets.splits import fraction_label, group_split, stratified_split
+from mmpipe.pipeline.datasets.splits import check_fractions, fraction_label, group_split, stratified_split
 from mmpipe.store.errors import UserError
 from mmpipe.store.manifest import LabelSpec, Manifest, Modality
+from mmpipe.store.ranges import FRACTION, SEED, SHARE, Checked
 
 AUDIO_DIR = "AudioWAV"
 VIDEO_DIR = "VideoFlash"
@@ -120,14 +121,17 @@ _LFS_POINTER = b"version https://git-lfs"
 
 
 @dataclass(frozen=True)
-class CremadConfig:
+class CremadConfig(Checked):
     data_dir: str = ""
     split: Literal["group", "stratified"] = "group"
     stratify_by: Literal["emotion", "sentence", "emotion_level", "sex", "race", "ethnicity"] = "emotion"
-    seed: int = 0
-    train_frac: float = 0.70
-    val_frac: float = 0.15
+    seed: Annotated[int, SEED] = 0
+    train_frac: Annotated[float, FRACTION] = 0.70  # train_frac + val_frac < 1
+    val_frac: Annotated[float, SHARE] = 0.15
     video_ext: str = "flv"
+
+    def check(self) -> None:
+        check_fractions(self.train_frac, self.val_frac)
 
 
 LABELS = (

@@ -46,33 +46,41 @@ from __future__ import annotations
 import gzip
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import pandas as pd
 
 from mmpipe.pipeline.datasets.base import DATASETS, Dataset
-from mmpipe.pipeline.datasets.splits import fraction_label, group_split
+from mmpipe.pipeline.datasets.splits import check_fractions, fraction_label, group_split
 from mmpipe.store.errors import UserError
 from mmpipe.store.manifest import SPLITS, LabelSpec, Manifest, Modality
+from mmpipe.store.ranges import FRACTION, SEED, SHARE, Checked
 
 TASK_DIR = Path("data") / "task1"
 LANGUAGES = ("en", "fr", "de", "cs")
 
 
 @dataclass(frozen=True)
-class Flickr30kMultiConfig:
+class Flickr30kMultiConfig(Checked):
     data_dir: str = ""
     image_dir: str = ""  # default <data_dir>/images; relative paths are relative to data_dir
-    languages: tuple[str, ...] = ("en", "fr")
+    languages: tuple[str, ...] = ("en", "fr")  # two or more distinct codes of LANGUAGES
     pairing: Literal["one", "all"] = "one"
     split: Literal["official", "group"] = "official"
     train_file: str = "train"
     val_file: str = "val"
     test_file: str = "test_2016_flickr"
-    seed: int = 0
-    train_frac: float = 0.70  # split="group" only
-    val_frac: float = 0.15
+    seed: Annotated[int, SEED] = 0
+    train_frac: Annotated[float, FRACTION] = 0.70  # split="group" only; train_frac + val_frac < 1
+    val_frac: Annotated[float, SHARE] = 0.15
+
+    def check(self) -> None:
+        check_fractions(self.train_frac, self.val_frac)
+        bad = [lang for lang in self.languages if lang not in LANGUAGES]
+        if len(set(self.languages)) < 2 or len(set(self.languages)) != len(self.languages) or bad:
+            raise UserError(f"flickr30k-multi: languages must be two or more distinct codes of "
+                            f"{', '.join(LANGUAGES)} (got {', '.join(self.languages) or 'none'})")
 
 
 LABELS = (LabelSpec("language", "categorical", "caption", "language of the caption (§5, Table 2)"),)
@@ -148,10 +156,6 @@ class Flickr30kMulti(Dataset):
             raise UserError(f"flickr30k-multi: expected {TASK_DIR}/ in {data_dir} (a checkout of "
                             "github.com/multi30k/dataset)")
         languages = tuple(config.languages)
-        bad = [lang for lang in languages if lang not in LANGUAGES]
-        if len(set(languages)) < 2 or len(set(languages)) != len(languages) or bad:
-            raise UserError(f"flickr30k-multi: languages must be two or more distinct codes of "
-                            f"{', '.join(LANGUAGES)} (got {', '.join(languages) or 'none'})")
         files = {"train": config.train_file, "val": config.val_file, "test": config.test_file}
         if len(set(files.values())) != 3:
             raise UserError(f"flickr30k-multi: train_file, val_file and test_file must differ (got {files})")

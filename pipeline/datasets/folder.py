@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated
 
 import pandas as pd
 
@@ -34,20 +35,24 @@ from mmpipe.pipeline.datasets.base import DATASETS, Dataset
 from mmpipe.pipeline.datasets.splits import check_fractions, group_split, random_split
 from mmpipe.store.errors import UserError
 from mmpipe.store.manifest import OWNERS_BESIDE_MODALITIES, SPLITS, LabelSpec, Manifest, Modality
+from mmpipe.store.ranges import FRACTION, SEED, SHARE, Checked
 
 MEDIA_KINDS = ("audio", "video", "image", "text")  # what a table column can hold (no "features")
 RESERVED = ("sample_id", "split", "group")
 
 
 @dataclass(frozen=True)
-class FolderConfig:
+class FolderConfig(Checked):
     data_dir: str = "."
     table: str = "samples.csv"
     modalities: tuple[str, ...] = ("video:video", "audio:audio")  # name:kind or name:kind:column, in order
     labels: tuple[str, ...] = ()  # name:kind:owner, owner shared|joint|a modality name
-    seed: int = 0
-    train_frac: float = 0.7
-    val_frac: float = 0.15
+    seed: Annotated[int, SEED] = 0
+    train_frac: Annotated[float, FRACTION] = 0.7  # train_frac + val_frac < 1
+    val_frac: Annotated[float, SHARE] = 0.15
+
+    def check(self) -> None:
+        check_fractions(self.train_frac, self.val_frac)
 
 
 def parse_modalities(entries: tuple[str, ...]) -> tuple[Modality, ...]:
@@ -161,7 +166,6 @@ class Folder(Dataset):
             table["split"] = table["split"].astype(str)
             protocol = f"given by the split column of {path.name}"
         else:
-            check_fractions(config.train_frac, config.val_frac)
             if has_group:
                 table["split"] = group_split(table["group"].astype(str).to_numpy(), config.train_frac, config.val_frac,
                                              config.seed)

@@ -24,34 +24,47 @@ Choices where the paper is open (each a config field):
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 
 from mmpipe.pipeline.datasets.base import DATASETS, Simulation
-from mmpipe.pipeline.datasets.splits import check_fractions
-from mmpipe.pipeline.datasets.synthetic import simulation_table, uniform_projection
-from mmpipe.store.errors import UserError
+from mmpipe.pipeline.datasets.synthetic import check_simulation, simulation_table, uniform_projection
 from mmpipe.store.manifest import LabelSpec, Manifest, Modality
+from mmpipe.store.ranges import (
+    FINITE,
+    FRACTION,
+    MAX_ROWS,
+    NON_NEGATIVE,
+    POSITIVE,
+    SEED,
+    SHARE,
+    WIDTH,
+    Checked,
+    between,
+)
 
 
 @dataclass(frozen=True)
-class Sim1Config:
-    n: int = 10_000
-    seed: int = 0
-    dim_m1: int = 10
-    dim_m2: int = 10
-    shared_noise_var: float = 0.01
-    weibull_shape: float = 1.5
-    weibull_scale: float = 1.0
-    weibull_multiplier: float = 0.3
-    beta_a: float = 3.0
-    beta_b: float = 2.0
-    w_low: float = 0.0
-    w_high: float = 1.0
+class Sim1Config(Checked):
+    n: Annotated[int, between(1, MAX_ROWS)] = 10_000  # and every split at least MIN_SPLIT_ROWS rows
+    seed: Annotated[int, SEED] = 0
+    dim_m1: Annotated[int, WIDTH] = 10
+    dim_m2: Annotated[int, WIDTH] = 10
+    shared_noise_var: Annotated[float, NON_NEGATIVE] = 0.01
+    weibull_shape: Annotated[float, POSITIVE] = 1.5
+    weibull_scale: Annotated[float, POSITIVE] = 1.0
+    weibull_multiplier: Annotated[float, FINITE] = 0.3
+    beta_a: Annotated[float, POSITIVE] = 3.0
+    beta_b: Annotated[float, POSITIVE] = 2.0
+    w_low: Annotated[float, FINITE] = 0.0  # at most w_high
+    w_high: Annotated[float, FINITE] = 1.0
     cond_rule: Literal["parity", "equals_one", "undefined_nan"] = "parity"
-    train_frac: float = 0.70
-    val_frac: float = 0.15
+    train_frac: Annotated[float, FRACTION] = 0.70  # train_frac + val_frac < 1
+    val_frac: Annotated[float, SHARE] = 0.15
+
+    def check(self) -> None:
+        check_simulation("sim1", self.n, self.train_frac, self.val_frac, self.w_low, self.w_high)
 
 
 # the two simulated views; their features are generated, so no media column
@@ -73,9 +86,6 @@ class Sim1(Simulation):
     modalities = MODALITIES
 
     def generate(self, config: Sim1Config) -> tuple[Manifest, dict[str, np.ndarray]]:
-        if config.n < 3:
-            raise UserError(f"sim1 needs n >= 3 (got {config.n})")
-        check_fractions(config.train_frac, config.val_frac)
         rng = np.random.default_rng(config.seed)
         n = config.n
         bits = rng.binomial(1, 0.5, size=(n, 2))

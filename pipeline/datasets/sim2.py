@@ -18,34 +18,47 @@ parameters are config fields; W ~ U(0, 1) as in Simulation I.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 
 from mmpipe.pipeline.datasets.base import DATASETS, Simulation
-from mmpipe.pipeline.datasets.splits import check_fractions
-from mmpipe.pipeline.datasets.synthetic import simulation_table, uniform_projection
-from mmpipe.store.errors import UserError
+from mmpipe.pipeline.datasets.synthetic import check_simulation, simulation_table, uniform_projection
 from mmpipe.store.manifest import LabelSpec, Manifest, Modality
+from mmpipe.store.ranges import (
+    FINITE,
+    FRACTION,
+    MAX_ROWS,
+    NON_NEGATIVE,
+    POSITIVE,
+    SEED,
+    SHARE,
+    WIDTH,
+    Checked,
+    between,
+)
 
 
 @dataclass(frozen=True)
-class Sim2Config:
-    n: int = 10_000
-    seed: int = 0
-    dim_m1: int = 40
-    dim_m2: int = 80
-    z2_noise_var: float = 0.0045
-    z2_gamma: tuple[float, float] = (5.0, 1.0)
-    z4_noise_var: float = 0.00125
-    z4_gamma: tuple[float, float] = (2.0, 2.0)
-    z5_noise_var: float = 0.0075
-    z5_gamma: tuple[float, float] = (3.0, 2.0)
+class Sim2Config(Checked):
+    n: Annotated[int, between(1, MAX_ROWS)] = 10_000  # and every split at least MIN_SPLIT_ROWS rows
+    seed: Annotated[int, SEED] = 0
+    dim_m1: Annotated[int, WIDTH] = 40
+    dim_m2: Annotated[int, WIDTH] = 80
+    z2_noise_var: Annotated[float, NON_NEGATIVE] = 0.0045
+    z2_gamma: Annotated[tuple[float, float], POSITIVE] = (5.0, 1.0)  # (shape, scale or rate)
+    z4_noise_var: Annotated[float, NON_NEGATIVE] = 0.00125
+    z4_gamma: Annotated[tuple[float, float], POSITIVE] = (2.0, 2.0)
+    z5_noise_var: Annotated[float, NON_NEGATIVE] = 0.0075
+    z5_gamma: Annotated[tuple[float, float], POSITIVE] = (3.0, 2.0)
     gamma_convention: Literal["shape_scale", "shape_rate"] = "shape_scale"
-    w_low: float = 0.0
-    w_high: float = 1.0
-    train_frac: float = 0.70
-    val_frac: float = 0.15
+    w_low: Annotated[float, FINITE] = 0.0  # at most w_high
+    w_high: Annotated[float, FINITE] = 1.0
+    train_frac: Annotated[float, FRACTION] = 0.70  # train_frac + val_frac < 1
+    val_frac: Annotated[float, SHARE] = 0.15
+
+    def check(self) -> None:
+        check_simulation("sim2", self.n, self.train_frac, self.val_frac, self.w_low, self.w_high)
 
 
 # the two simulated views; their features are generated, so no media column
@@ -68,9 +81,6 @@ class Sim2(Simulation):
     modalities = MODALITIES
 
     def generate(self, config: Sim2Config) -> tuple[Manifest, dict[str, np.ndarray]]:
-        if config.n < 3:
-            raise UserError(f"sim2 needs n >= 3 (got {config.n})")
-        check_fractions(config.train_frac, config.val_frac)
         rng = np.random.default_rng(config.seed)
         n = config.n
 

@@ -13,11 +13,18 @@ def check_fractions(train: float, val: float) -> None:
         raise UserError(f"split fractions must satisfy 0 < train, 0 <= val, train + val < 1 (got {train}, {val})")
 
 
+def split_counts(n: int, train: float, val: float) -> dict[str, int]:
+    """Rows per split of `random_split` over n rows: round(n·train), round(n·val), the rest."""
+    n_train, n_val = round(n * train), round(n * val)
+    return {"train": n_train, "val": n_val, "test": n - n_train - n_val}
+
+
 def random_split(n: int, train: float, val: float, seed: int) -> np.ndarray:
     """An array of "train"/"val"/"test" of length n; exact counts round(n·train), round(n·val)."""
     check_fractions(train, val)
     order = np.random.default_rng(seed).permutation(n)
-    n_train, n_val = round(n * train), round(n * val)
+    counts = split_counts(n, train, val)
+    n_train, n_val = counts["train"], counts["val"]
     split = np.empty(n, dtype=object)
     split[order[:n_train]] = "train"
     split[order[n_train:n_train + n_val]] = "val"

@@ -5,7 +5,20 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from mmpipe.pipeline.datasets.splits import random_split
+from mmpipe.pipeline.datasets.splits import check_fractions, random_split, split_counts
+from mmpipe.store.errors import UserError
+from mmpipe.store.ranges import check_split_rows
+
+
+def check_simulation(name: str, n: int, train: float, val: float, w_low: float, w_high: float) -> None:
+    """What a simulation config's fields must satisfy together (each field's own range is declared
+    beside it): fractions that leave test rows, every split at least `MIN_SPLIT_ROWS` rows, and
+    w_low <= w_high."""
+    check_fractions(train, val)
+    check_split_rows(split_counts(n, train, val), name,
+                     "raise n (or the fraction of the smallest split)")
+    if w_low > w_high:
+        raise UserError(f"{name}: w_low must be <= w_high, not {w_low:g} > {w_high:g}")
 
 
 def uniform_projection(latents: np.ndarray, dim: int, low: float, high: float,

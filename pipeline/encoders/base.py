@@ -20,6 +20,7 @@ from typing import Any, ClassVar, Literal
 import torch
 
 from mmpipe.store.errors import UserError
+from mmpipe.store.ranges import Checked
 from mmpipe.store.registry import Registry
 
 Modality = Literal["audio", "video", "image", "text"]
@@ -105,7 +106,7 @@ class EncoderOutput:
 
 
 @dataclass(frozen=True)
-class NoOptions:
+class NoOptions(Checked):
     """Encoders without options still have a (frozen, empty) options dataclass for `--set`."""
 
 

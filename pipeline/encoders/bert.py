@@ -16,10 +16,11 @@ import torch
 from mmpipe.pipeline.encoders.base import ENCODERS, EncoderOutput
 from mmpipe.pipeline.encoders.hub import masked_mean
 from mmpipe.pipeline.encoders.hub_text import TextEncoder
+from mmpipe.store.ranges import Checked
 
 
 @dataclass(frozen=True)
-class BertOptions:
+class BertOptions(Checked):
     revision: str = "main"
     pooling: Literal["cls", "mean"] = "cls"
 

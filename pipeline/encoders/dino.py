@@ -16,13 +16,14 @@ import torch
 from mmpipe.pipeline.encoders.base import ENCODERS, EncoderOutput, EncoderSpec, ImagePreprocessing
 from mmpipe.pipeline.encoders.hub import HubEncoder
 from mmpipe.pipeline.inputs import ImageInput
+from mmpipe.store.ranges import Checked
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
-class DinoOptions:
+class DinoOptions(Checked):
     revision: str = "main"
 
 

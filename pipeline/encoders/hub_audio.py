@@ -5,19 +5,20 @@ from __future__ import annotations
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
 import torch
 
 from mmpipe.pipeline.encoders.base import AudioPreprocessing, EncoderOutput, EncoderSpec
 from mmpipe.pipeline.encoders.hub import HubEncoder, masked_mean
 from mmpipe.pipeline.inputs import AudioInput
+from mmpipe.store.ranges import POSITIVE, Checked
 
 
 @dataclass(frozen=True)
-class SpeechOptions:
+class SpeechOptions(Checked):
     revision: str = "main"
-    max_seconds: float | None = None  # cut longer clips (None: whole clip)
+    max_seconds: Annotated[float | None, POSITIVE] = None  # cut longer clips (None: whole clip)
 
 
 class SpeechEncoder(HubEncoder):

@@ -15,10 +15,11 @@ import torch.nn.functional as F
 
 from mmpipe.pipeline.encoders.base import ENCODERS, EncoderOutput
 from mmpipe.pipeline.encoders.hub_text import TextEncoder
+from mmpipe.store.ranges import Checked
 
 
 @dataclass(frozen=True)
-class LabseOptions:
+class LabseOptions(Checked):
     revision: str = "main"
 
 

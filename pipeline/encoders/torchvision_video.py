@@ -18,10 +18,11 @@ from mmpipe.pipeline.encoders.base import Encoder, EncoderSpec, VideoPreprocessi
 from mmpipe.pipeline.encoders.weights import load_state_dict, local_identity, torchvision_checkpoint
 from mmpipe.pipeline.inputs import VideoInput
 from mmpipe.store.errors import UserError
+from mmpipe.store.ranges import Checked
 
 
 @dataclass(frozen=True)
-class VideoOptions:
+class VideoOptions(Checked):
     """Nothing to choose: frames, resolution and normalisation are fixed by the weights."""
 
 
