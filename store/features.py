@@ -59,7 +59,10 @@ from mmpipe.store.damage import (
     unreadable,
 )
 from mmpipe.store.fingerprint import canonical_json, fingerprint, key_material
+from mmpipe.store.writes import writing
 
+# A failed write keeps the finished chunks of the temporary entry: they are the resume point.
+_RESUMES = "; its finished chunks stay in the temporary entry and the next run resumes from them"
 TARGET_CHUNK_BYTES = 3 * 2**19  # 1.5 MiB: large enough for fast reads, small enough to resume cheaply
 COMPRESSIONS = ("none", "lz4")
 DTYPES = ("float16", "float32")
@@ -74,9 +77,14 @@ def chunk_rows_for(row_shape: Sequence[int], dtype: str) -> int:
 
 
 def _write_json(path: Path, data: Any) -> None:
+    """Atomically: the file is complete or absent; a failed write leaves no temporary file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def _damaged_entry(path: Path) -> Callable[[str], DamagedError]:
@@ -265,12 +273,14 @@ class FeatureWriter:
     def __enter__(self) -> FeatureWriter:
         if self._find_published():  # no lock needed: a published entry is never written again
             return self
-        self.entry_dir.mkdir(parents=True, exist_ok=True)
-        self._lock_file = open(self.entry_dir / f".{self.fingerprint}.lock", "a+")  # noqa: SIM115
+        with writing(f"feature entry {self.name}", self.final):
+            self.entry_dir.mkdir(parents=True, exist_ok=True)
+            self._lock_file = open(self.entry_dir / f".{self.fingerprint}.lock", "a+")  # noqa: SIM115
         fcntl.flock(self._lock_file, fcntl.LOCK_EX)
         try:
             if not self._find_published():  # another writer may have published it while we waited
-                self._open_tmp()
+                with writing(f"feature entry {self.name}", self.final):
+                    self._open_tmp()
         except BaseException:
             self.__exit__()
             raise
@@ -308,6 +318,13 @@ class FeatureWriter:
             return
         if self.tmp.exists():  # created but never initialised: nothing in it is trustworthy
             shutil.rmtree(self.tmp)
+        try:
+            self._create_tmp()
+        except BaseException:  # e.g. a full disk: leave no half-initialised directory behind
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            raise
+
+    def _create_tmp(self) -> None:
         rows = self.requested_chunk_rows or chunk_rows_for(self.row_shape, self.dtype)
         self.chunk_rows = min(rows, max(1, self.n_rows))
         group = zarr.open_group(self.tmp, mode="w", attributes={"chunk_rows": self.chunk_rows})
@@ -397,13 +414,14 @@ class FeatureWriter:
             if steps is not None and len(shape) >= 2 and shape[0] == self.steps:
                 values[padding] = 0
             extra_arrays[extra] = values
-        self._arrays["data"][start:stop] = array
-        self._arrays["valid"][start:stop] = valid
-        if steps is not None:
-            self._arrays["lengths"][start:stop] = steps
-        for extra, values in extra_arrays.items():
-            self._arrays[extra][start:stop] = values
-        _write_json(self._marker(index), {"failures": failures or []})
+        with writing(f"chunk {index} of feature entry {self.name}", self.tmp, after=_RESUMES):
+            self._arrays["data"][start:stop] = array
+            self._arrays["valid"][start:stop] = valid
+            if steps is not None:
+                self._arrays["lengths"][start:stop] = steps
+            for extra, values in extra_arrays.items():
+                self._arrays[extra][start:stop] = values
+            _write_json(self._marker(index), {"failures": failures or []})
 
     def _check_lengths(self, index: int, rows: int, lengths: Any) -> np.ndarray | None:
         if not self.is_sequence:
@@ -448,13 +466,14 @@ class FeatureWriter:
             "n_missing": len(failures),
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         }
-        _write_json(self.tmp / "meta.json", record)
-        try:
-            os.rename(self.tmp, self.final)
-        except OSError:
-            if not self.final.exists():
-                raise
-            shutil.rmtree(self.tmp)  # another writer published the same key first: reuse it
+        with writing(f"feature entry {self.name}", self.final, after=_RESUMES):
+            _write_json(self.tmp / "meta.json", record)
+            try:
+                os.rename(self.tmp, self.final)
+            except OSError:
+                if not self.final.exists():
+                    raise
+                shutil.rmtree(self.tmp)  # another writer published the same key first: reuse it
         # Only now: a publish killed before the rename must still find its chunk markers.
         shutil.rmtree(self.final / "progress", ignore_errors=True)
         self.existing = FeatureEntry.open(self.final)

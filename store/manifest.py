@@ -30,6 +30,7 @@ import pyarrow.parquet as pq
 
 from mmpipe.store.damage import Damaged, DamagedError, unreadable
 from mmpipe.store.errors import UserError
+from mmpipe.store.writes import writing
 
 SPLITS = ("train", "val", "test")
 LabelKind = Literal["categorical", "continuous"]
@@ -155,20 +156,22 @@ class Manifest:
 
 
 def write_manifest(path: Path, manifest: Manifest) -> None:
-    """Write atomically: a reader never sees a half-written Parquet file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    """Write atomically: a reader never sees a half-written Parquet file, and a failed write
+    (a full or read-only disk: one line) leaves no temporary file."""
     table = pa.Table.from_pandas(manifest.table.reset_index(drop=True), preserve_index=False)
     schema_meta = dict(table.schema.metadata or {})
     schema_meta[_METADATA_KEY] = json.dumps(manifest.metadata()).encode()
     table = table.replace_schema_metadata(schema_meta)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with writing(f"the manifest of {manifest.dataset}", path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            pq.write_table(table, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def read_manifest(path: Path) -> Manifest:

@@ -31,6 +31,7 @@ from mmpipe.store.fingerprint import differing_fields, fingerprint, key_material
 from mmpipe.store.manifest import Manifest, read_manifest, write_manifest
 from mmpipe.store.runs import RunEntry, get_run, list_runs, scan_runs
 from mmpipe.store.statmemo import StatMemo
+from mmpipe.store.writes import writing
 
 DEFAULT_ROOT = "mmpipe-store"
 ENV_VAR = "MMPIPE_STORE"
@@ -80,8 +81,7 @@ class Store:
             raise UserError(f"{root} is not an mmpipe store (no {MARKER}); pass an empty or new directory")
         if not create:
             raise UserError(f"no mmpipe store at {root}; create one with `mmpipe simulate` or `mmpipe extract`")
-        root.mkdir(parents=True, exist_ok=True)
-        (root / MARKER).write_text(json.dumps(FORMAT, indent=1))
+        write_marker(root)
         return cls(root)
 
     @property
@@ -217,6 +217,19 @@ class Store:
 
     def run(self, run_id: str) -> RunEntry:
         return get_run(self.runs_dir, run_id)
+
+
+def write_marker(root: Path) -> None:
+    """Create ``root`` if needed and (re)write its STORE.json atomically."""
+    with writing("the store marker", root / MARKER):
+        root.mkdir(parents=True, exist_ok=True)
+        tmp = root / f".{MARKER}.tmp"
+        try:
+            tmp.write_text(json.dumps(FORMAT, indent=1))
+            os.replace(tmp, root / MARKER)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
 
 
 def looks_like_store(root: Path) -> bool:

@@ -40,13 +40,14 @@ import numpy as np
 import torch
 import zarr
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from mmpipe.store.damage import Damaged, DamagedError, Listing, entry_chunks, read_json, unreadable
 from mmpipe.store.errors import UserError
 from mmpipe.store.features import _write_json, open_array, read_mask, read_whole
 from mmpipe.store.fingerprint import canonical_json, key_material
 from mmpipe.store.fingerprint import fingerprint as fingerprint_of
+from mmpipe.store.writes import writing
 
 
 @functools.cache
@@ -249,6 +250,14 @@ def publish_run(runs_dir: Path, method: str, config: Any, record: RunRecord,
     final = folder / fingerprint
     if final.exists():
         return RunEntry.open(final)
+    with writing(f"run {run_id_of(method, fingerprint)}", final):
+        _write_run(folder, final, fingerprint, method, key, record, components, valid, state_dict)
+    return RunEntry.open(final)
+
+
+def _write_run(folder: Path, final: Path, fingerprint: str, method: str, key: dict[str, Any], record: RunRecord,
+               components: dict[str, np.ndarray | torch.Tensor], valid: np.ndarray,
+               state_dict: dict[str, torch.Tensor]) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / f".tmp-{fingerprint}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -259,7 +268,9 @@ def publish_run(runs_dir: Path, method: str, config: Any, record: RunRecord,
                 np.asarray(values, dtype=np.float32)
             group.create_array(name, data=np.ascontiguousarray(array), chunks=array.shape, compressors=None)
         group.create_array("valid", data=np.asarray(valid, dtype=bool), compressors=None)
-        save_file({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}, tmp / "checkpoint.safetensors")
+        # serialised in memory, written by Python: safetensors' own file writer reports a full disk
+        # as a SafetensorError without its errno (adapter state dicts are small)
+        (tmp / "checkpoint.safetensors").write_bytes(save({k: v.detach().cpu().contiguous() for k, v in state_dict.items()}))
         _write_json(tmp / "key.json", key)
         published = dataclasses.replace(record, method=method, fingerprint=fingerprint,
                                         run_id=run_id_of(method, fingerprint), components=list(components))
@@ -273,7 +284,6 @@ def publish_run(runs_dir: Path, method: str, config: Any, record: RunRecord,
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    return RunEntry.open(final)
 
 
 def find_run(runs_dir: Path, method: str, config: Any) -> RunEntry | None:

@@ -8,7 +8,8 @@ changed checkpoint is hashed again. (Content rewritten in place with the same si
 mtime forced back would fool it; `rm <store>/cache/stat-memo.json` forgets everything.)
 
 One small JSON file, ``<store>/cache/stat-memo.json``, written atomically; two processes racing
-may each compute and the last write wins, which loses nothing but time.
+may each compute and the last write wins, which loses nothing but time. On a read-only store or a
+full disk the memo is simply not written.
 """
 
 from __future__ import annotations
@@ -68,12 +69,19 @@ class StatMemo:
         return value
 
     def _write(self, memo: dict[str, Any]) -> None:
-        self.file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.file.parent, prefix=f".{self.file.name}.", suffix=".tmp")
+        """Best effort: a memo that cannot be written (read-only store, full disk) costs only the
+        time to compute its value again, so the command that asked goes on."""
+        try:
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=self.file.parent, prefix=f".{self.file.name}.", suffix=".tmp")
+        except OSError:
+            return
         try:
             with os.fdopen(fd, "w") as handle:
                 json.dump(memo, handle)
             os.replace(tmp, self.file)
+        except OSError:
+            Path(tmp).unlink(missing_ok=True)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise

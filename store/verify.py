@@ -27,7 +27,6 @@ Leftovers whose process is gone are moved aside too; resumable entries are left 
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import re
 import time
@@ -43,8 +42,9 @@ from mmpipe.store.errors import UserError
 from mmpipe.store.features import FeatureEntry, check_encoded_chunk, chunk_bytes, read_mask, read_whole
 from mmpipe.store.manifest import read_manifest
 from mmpipe.store.results import db_problem
-from mmpipe.store.root import FORMAT, MARKER, Store, looks_like_store, marker_problem
+from mmpipe.store.root import MARKER, Store, looks_like_store, marker_problem, write_marker
 from mmpipe.store.runs import RunEntry, run_dirs
+from mmpipe.store.writes import writing
 
 DAMAGED_DIR = "damaged"
 
@@ -238,9 +238,7 @@ def repair(report: Report) -> list[Moved]:
             wal = damaged.path.with_name(damaged.path.name + ".wal")
             moved.append(Moved(wal, _move(wal, root, target_dir), damaged))
         if damaged.kind == "store marker":
-            tmp = root / f".{MARKER}.tmp"
-            tmp.write_text(json.dumps(FORMAT, indent=1))
-            os.replace(tmp, root / MARKER)
+            write_marker(root)
     for unfinished in report.unfinished:
         if not unfinished.resumable and not _alive(unfinished.pid) and unfinished.path.exists():
             moved.append(Moved(unfinished.path, _move(unfinished.path, root, target_dir), None))
@@ -249,7 +247,8 @@ def repair(report: Report) -> list[Moved]:
 
 def _move(path: Path, root: Path, target_dir: Path) -> Path:
     target = target_dir / path.relative_to(root)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.rename(path, target)  # same filesystem: atomic, nothing copied, nothing deleted
+    with writing(f"(move aside) {path}", target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(path, target)  # same filesystem: atomic, nothing copied, nothing deleted
     return target
 
