@@ -20,6 +20,7 @@ from mmpipe.pipeline.cli.app import (
     check_jobs,
     err,
     out,
+    output_dir,
     parse_seeds,
     store_of,
     user_errors,
@@ -137,6 +138,7 @@ def demo(
 
     seed_list = parse_seeds(seeds)
     check_jobs(jobs)
+    output_dir(out_dir)
     config = apply_overrides(default_config(METHODS.get("multiloreft").Config, "multiloreft", "sim1"),
                              list(overrides or []))
     check_device_of(config)

@@ -19,6 +19,7 @@ from mmpipe.pipeline.cli.app import (
     check_seed_count,
     emit_tables,
     err,
+    output_file,
     store_of,
     user_errors,
 )
@@ -54,6 +55,7 @@ def reproduce(
         raise UserError(f"unknown --format {fmt!r}; valid: {', '.join(REPORT_FORMATS)}")
     check_seed_count(seeds)
     check_jobs(jobs)
+    output_file(out_file)
     if max_epochs is not None:
         check_option("--max-epochs", max_epochs, EPOCHS)
     simulations = {dataset: _simulation(spec, dataset, n) for dataset in spec.datasets}

@@ -16,6 +16,8 @@ from mmpipe.pipeline.cli.app import (
     emit_tables,
     err,
     out,
+    output_dir,
+    output_file,
     store_of,
     user_errors,
 )
@@ -133,6 +135,7 @@ def report(
     """Paper-style tables (decoupling, fusion, learned ranks, ablations) from the results DB."""
     if fmt not in REPORT_FORMATS:
         raise UserError(f"unknown --format {fmt!r}; valid: {', '.join(REPORT_FORMATS)}")
+    output_file(out_file)
     filters = ReportFilters(tuple(dataset or ()), tuple(method or ()), tuple(label or ()), tuple(data_version or ()))
     tables = build_report(load_report_data(store_of(ctx).results_db, filters), table or TABLE_KINDS)
     if fmt == "terminal" and out_file is None and not tables:
@@ -154,6 +157,7 @@ def plot(
     """PCA scatter of each component coloured by each label, and the rank trajectory of the run."""
     from mmpipe.evaluate.plots import plot_run  # matplotlib: imported only when plotting
 
+    output_dir(out_dir)
     store = store_of(ctx)
     entry = store.run(run)
     manifest = store.manifest(entry.record.dataset, entry.record.manifest_version)
