@@ -204,15 +204,21 @@ class RunEntry:
         unknown = [n for n in names if n not in available]
         if unknown:
             raise UserError(f"run {self.run_id} has no component {unknown[0]!r}; valid: {', '.join(available)}")
-        n = len(self.valid())
+        valid = self.valid()
         arrays = {name: self.array(name) for name in names}
         with entry_chunks(self.path, "run"):
             out = {}
             for name, array in arrays.items():
-                if array.ndim != 2 or array.shape[0] != n:
+                if array.ndim != 2 or array.shape[0] != len(valid):
                     raise _damaged_run(self.path)(f"components/{name}/zarr.json describes {tuple(array.shape)}, "
-                                                  f"not ({n}, r) rows of the run's valid mask")
-                out[name] = torch.from_numpy(read_whole(array, self.path / "components" / name))
+                                                  f"not ({len(valid)}, r) rows of the run's valid mask")
+                values = read_whole(array, self.path / "components" / name)
+                # a run is published only with finite components: NaN/Inf in a valid row means the
+                # chunk's bytes were overwritten (uncompressed chunks carry no checksum)
+                if not np.isfinite(values[valid]).all():
+                    raise _damaged_run(self.path)(f"components/{name} holds NaN or Inf in valid rows, which no "
+                                                  "published run does")
+                out[name] = torch.from_numpy(values)
             return out
 
     def valid(self) -> np.ndarray:

@@ -7,10 +7,15 @@
 - every feature entry: ``meta.json`` and ``key.json`` read, ``key.json`` hashes to the entry's
   directory name, every array's ``zarr.json`` reads and agrees with ``meta.json``, every chunk file
   of every array exists, an uncompressed one holds exactly its chunk's bytes and a compressed one
-  decodes, masks hold only 0 and 1, sequence lengths lie in ``0..T``;
+  decodes, the group's ``zarr.json`` is a Zarr v3 group's, masks hold only 0 and 1, sequence
+  lengths lie in ``0..T``, valid rows of ``data`` are finite;
 - every run: ``run.json`` is a run record, ``key.json`` hashes to the directory name, the
   checkpoint's safetensors header reads and its tensors cover the file exactly, and every
-  component listed in ``run.json`` plus the ``valid`` mask is checked as above;
+  component listed in ``run.json`` plus the ``valid`` mask is checked as above (valid rows
+  finite: a run is never published otherwise);
+
+Uncompressed chunks carry no checksum: bytes overwritten in place at the right size are found
+only where they make a value impossible (NaN/Inf, a mask byte other than 0/1, a length > T).
 - the results DB (`mmpipe.store.results.db_problem`).
 
 Each problem is a `Damaged` record (store/damage.py). Unfinished writes are not damage: a
@@ -33,11 +38,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import zarr
 from safetensors import SafetensorError, safe_open
 from zarr.codecs import BytesCodec
 
-from mmpipe.store.damage import ChunkDamage, Damaged, DamagedError, entry_chunks
+from mmpipe.store.damage import ChunkDamage, Damaged, DamagedError, Kind, entry_chunks, read_json
 from mmpipe.store.errors import UserError
 from mmpipe.store.features import FeatureEntry, check_encoded_chunk, chunk_bytes, read_mask, read_whole
 from mmpipe.store.manifest import read_manifest
@@ -128,11 +134,14 @@ def _problems(check) -> list[Damaged]:
 def check_feature_entry(path: Path) -> None:
     """Everything about one published feature entry; damage raises `DamagedError`."""
     entry = FeatureEntry.open(path)
+    _check_group(path, "", "feature entry")
     with entry_chunks(path, "feature entry"):
         for name in ["valid", *entry.array_names()]:
             array = entry.array(name)
             _check_chunks(array, path / name)
-        read_mask(entry.array("valid"), path / "valid")
+        valid = read_mask(entry.array("valid"), path / "valid")
+        if not np.isfinite(read_whole(entry.array("data"), path / "data")[valid]).all():
+            raise ChunkDamage(path / "data", "holds NaN or Inf in valid rows")
         if entry.is_sequence:
             lengths = read_whole(entry.array("lengths"), path / "lengths")
             if lengths.size and (lengths.min() < 0 or lengths.max() > entry.row_shape[0]):
@@ -150,10 +159,20 @@ def check_run(path: Path) -> None:
         raise DamagedError(Damaged(path, "run", "checkpoint.safetensors is missing")) from None
     except (SafetensorError, OSError) as error:
         raise DamagedError(Damaged(path, "run", f"checkpoint.safetensors is unreadable ({error})")) from None
+    _check_group(path / "components", "components/", "run")
     with entry_chunks(path, "run"):
         for name in ["valid", *run.component_names()]:
             _check_chunks(run.array(name), path / "components" / name)
     run.components()  # shapes against the valid mask, and the mask itself
+
+
+def _check_group(folder: Path, where: str, kind: Kind) -> None:
+    """A Zarr v3 group's own zarr.json says so (zarr opens "{}" as a group; readers never need it,
+    but it is part of the entry)."""
+    entry = folder if not where else folder.parent
+    metadata = read_json(folder / "zarr.json", lambda reason: DamagedError(Damaged(entry, kind, f"{where}{reason}")))
+    if not isinstance(metadata, dict) or metadata.get("zarr_format") != 3 or metadata.get("node_type") != "group":
+        raise DamagedError(Damaged(entry, kind, f"{where}zarr.json is not the metadata of a Zarr v3 group"))
 
 
 def _check_chunks(array: zarr.Array, folder: Path) -> None:

@@ -114,7 +114,8 @@ def test_damaged_feature_entry(store_copy, file, how):
 
 RUN_FILES = [(f, h) for f in ("run.json", "key.json") for h in JSON_WAYS] + [
     (f, h) for f in ("components/zarr.json", "components/z_s/zarr.json", "components/valid/zarr.json")
-    for h in ZARR_JSON_WAYS] + [(f, h) for f in ("components/z_s/c/0/0", "components/valid/c/0") for h in CHUNK_WAYS]
+    for h in ZARR_JSON_WAYS] + [(f, h) for f in ("components/z_s/c/0/0", "components/valid/c/0") for h in CHUNK_WAYS] + [
+    ("components/z_s/c/0/0", "random"), ("components/valid/c/0", "random")]  # NaN/Inf, bytes other than 0/1
 
 
 @pytest.mark.parametrize("file, how", RUN_FILES)

@@ -160,6 +160,10 @@ def test_every_array_and_record_check(root):
         (entry / "key.json", json.dumps({"feature": "x"}).encode(), "key.json does not hash"),
         (run.path / "checkpoint.safetensors", b"\0" * 8, "checkpoint.safetensors is unreadable"),
         (run.path / "components" / "z_s" / "zarr.json", b"{}", "components/z_s/zarr.json is unreadable"),
+        (entry / "zarr.json", b"{}", "zarr.json is not the metadata of a Zarr v3 group"),
+        (run.path / "components" / "zarr.json", b"{}", "components/zarr.json is not the metadata of a Zarr v3 group"),
+        (entry / "data" / "c" / "0" / "0", b"\xff" * 8000, "data holds NaN or Inf in valid rows"),
+        (run.path / "components" / "z_s" / "c" / "0" / "0", b"\xff" * 8000, "components/z_s holds NaN or Inf"),
     ]
     for path, content, reason in checks:
         original = path.read_bytes()
