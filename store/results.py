@@ -166,6 +166,10 @@ _DISK_ERRORS = {"No space left on device": "the disk is full", "Read-only file s
                 "Disk quota exceeded": "the disk quota is exceeded", "Permission denied": "permission denied"}
 
 
+# DuckDB's words for a file that is not (wholly) a database: garbage, or cut short
+_DAMAGE_MARKERS = ("not a valid DuckDB database file", "Could not read enough bytes", "checksum")
+
+
 def _unavailable(error: duckdb.Error, path: Path, writing_: bool) -> UserError | None:
     """DuckDB's error as one line naming the cause, or None when it is not about the file."""
     text = str(error)
@@ -173,7 +177,7 @@ def _unavailable(error: duckdb.Error, path: Path, writing_: bool) -> UserError |
         if marker in text:
             doing = "write" if writing_ else "read"
             return DatabaseUnavailable(disk_error_message(path, f"could not {doing} the results DB", reason))
-    if "not a valid DuckDB database file" in text or "database file" in text and "corrupt" in text.lower():
+    if any(marker in text for marker in _DAMAGE_MARKERS) or "database file" in text and "corrupt" in text.lower():
         return DatabaseUnavailable(f"{path} is not a readable DuckDB database (damaged): move it aside with "
                                    "`mmpipe verify --repair`, then `mmpipe probe --all` rebuilds it")
     return None
@@ -407,6 +411,11 @@ def reading(path: Path, *, confined: bool = False, prepare: Prepare | None = Non
         if prepare is not None:
             prepare(conn)
         yield conn
+    except duckdb.Error as error:
+        problem = _unavailable(error, path, False)
+        if problem is None:
+            raise
+        raise problem from None
     finally:
         conn.close()
 
@@ -429,12 +438,14 @@ def db_problem(path: Path) -> str | None:
         if missing:
             return f"{path} has no {', '.join(missing)} table: it was never fully written"
         check_schema(conn, path)
-        for table in TABLES:
-            conn.execute(f"SELECT count(*) FROM {table}").fetchall()
+        for table in TABLES:  # every row of every column: a file cut short fails only where it is read
+            result = conn.execute(f"SELECT * FROM {table}")
+            while result.fetchmany(100_000):
+                pass
     except UserError as error:
         return str(error)
     except duckdb.Error as error:
-        return f"{path}: {_one_line(error)}"
+        return str(_unavailable(error, path, False) or f"{path}: {_one_line(error)}")
     finally:
         conn.close()
     return None
@@ -450,7 +461,7 @@ def query(path: Path, sql: str, prepare: Prepare | None = None) -> QueryResult:
     """Run user SQL on a confined read-only connection (`CONFINED`). Statements other than
     SELECT/EXPLAIN are refused with a clear line before execution; whatever gets past that can
     still neither write nor read a file, nor load an extension. Malformed or refused SQL becomes
-    a UserError carrying DuckDB's own message."""
+    a UserError carrying DuckDB's own message; ``prepare`` runs on the connection first."""
     with reading(path, confined=True, prepare=prepare) as conn:
         try:
             statements = conn.extract_statements(sql)
@@ -470,7 +481,7 @@ def query(path: Path, sql: str, prepare: Prepare | None = None) -> QueryResult:
             columns = [d[0] for d in result.description] if result.description else []
             return QueryResult(columns, result.fetchall())
         except duckdb.Error as error:
-            raise UserError(_one_line(error)) from None
+            raise (_unavailable(error, path, False) or UserError(_one_line(error))) from None
 
 
 def _one_line(error: duckdb.Error) -> str:

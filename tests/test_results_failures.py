@@ -25,6 +25,7 @@ from mmpipe.store.results import (
     RunRow,
     db_problem,
     query,
+    reading,
     spill_dir,
     write_probes,
 )
@@ -257,3 +258,16 @@ def test_the_cli_says_who_holds_the_lock_within_two_seconds_then_gives_up_in_one
     assert cli.returncode == 2
     assert rest.count("\n") == 1 and rest.startswith("mmpipe: error: ") and "gave up after waiting 4 s" in rest
     assert "Traceback" not in rest
+
+
+def test_a_db_cut_short_is_named_as_damaged_by_every_reader_and_by_db_problem(tmp_path):
+    db = tmp_path / "r.duckdb"
+    for index in range(3):
+        write_probes(db, _run_row(f"r{index}", index), LABELS, _rows(f"r{index}", n=2000))
+    data = db.read_bytes()
+    db.write_bytes(data[: len(data) // 2])
+    assert "not a readable DuckDB database" in db_problem(db)
+    with pytest.raises(DatabaseUnavailable, match="not a readable DuckDB database .*verify --repair"):
+        query(db, "SELECT * FROM probes")
+    with pytest.raises(DatabaseUnavailable, match="not a readable DuckDB database"), reading(db) as conn:
+        conn.execute("SELECT * FROM probes").fetchall()
