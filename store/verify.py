@@ -13,10 +13,12 @@
   checkpoint's safetensors header reads and its tensors cover the file exactly, and every
   component listed in ``run.json`` plus the ``valid`` mask is checked as above (valid rows
   finite: a run is never published otherwise);
+- every manifest version a feature entry or run was built on is in the store;
+- the results DB (`mmpipe.store.results.db_problem`), and probe scores kept beside it after a
+  failed write (reported as unfinished: the next probe saves them).
 
 Uncompressed chunks carry no checksum: bytes overwritten in place at the right size are found
 only where they make a value impossible (NaN/Inf, a mask byte other than 0/1, a length > T).
-- the results DB (`mmpipe.store.results.db_problem`).
 
 Each problem is a `Damaged` record (store/damage.py). Unfinished writes are not damage: a
 feature entry's ``.tmp-*`` directory is resumable (the next run of the command that creates it
@@ -47,7 +49,7 @@ from mmpipe.store.damage import ChunkDamage, Damaged, DamagedError, Kind, entry_
 from mmpipe.store.errors import UserError
 from mmpipe.store.features import FeatureEntry, check_encoded_chunk, chunk_bytes, read_mask, read_whole
 from mmpipe.store.manifest import read_manifest
-from mmpipe.store.results import db_problem
+from mmpipe.store.results import db_problem, spill_dir, spilled
 from mmpipe.store.root import MARKER, Store, looks_like_store, marker_problem, write_marker
 from mmpipe.store.runs import RunEntry, run_dirs
 from mmpipe.store.writes import writing
@@ -115,12 +117,44 @@ def verify(root: Path) -> Report:
     runs = run_dirs(store.runs_dir)
     for path in runs:
         damaged.extend(_problems(lambda p=path: check_run(p)))
+    damaged.extend(_missing_manifests(store, entries, runs, {d.path for d in damaged}))
     has_db = store.results_db.exists()
     if has_db:
         problem = db_problem(store.results_db)
         if problem is not None:
             damaged.append(Damaged(store.results_db, "results DB", problem))
+    damaged.extend(_unreadable_spills(store))
     return Report(root, tuple(damaged), tuple(_unfinished(store)), len(manifests), len(entries), len(runs), has_db)
+
+
+def _missing_manifests(store: Store, entries: list[Path], runs: list[Path], damaged: set[Path]) -> list[Damaged]:
+    """A manifest version that feature entries or runs were built on, but that the store lacks
+    (deleted): their rows can no longer be matched to samples, splits or labels."""
+    users: dict[tuple[str, str], list[Path]] = {}
+    for path in entries:
+        if path not in damaged:
+            meta = FeatureEntry.open(path).meta
+            users.setdefault((meta.get("dataset", ""), meta.get("manifest_version", "")), []).append(path)
+    for path in runs:
+        if path not in damaged:
+            record = RunEntry.open(path).record
+            users.setdefault((record.dataset, record.manifest_version), []).append(path)
+    found = []
+    for (dataset, version), paths in sorted(users.items()):
+        if dataset and version and version not in store.manifest_versions(dataset):
+            found.append(Damaged(store.manifests_dir / dataset / f"{version}.parquet", "manifest",
+                                 f"is missing, but {len(paths)} entr{'y was' if len(paths) == 1 else 'ies were'} built "
+                                 f"on it (e.g. {paths[0]})"))
+    return found
+
+
+def _unreadable_spills(store: Store) -> list[Damaged]:
+    """Probe scores kept after a failed DB write (store/results.py `spill`) that cannot be read back."""
+    try:
+        spilled(store.results_db)
+    except UserError as error:
+        return [Damaged(spill_dir(store.results_db), "results DB", str(error))]
+    return []
 
 
 def _problems(check) -> list[Damaged]:
@@ -213,9 +247,19 @@ def _unfinished(store: Store) -> list[Unfinished]:
         pid = _pid_of(tmp.name, _DB_TMP)
         found.append(Unfinished(tmp, f"results DB being created by process {pid} (or left when it was killed); "
                                      "never read", False, pid))
+    for kept in _readable_spills(store):
+        found.append(Unfinished(kept.path, f"{len(kept.probes)} probe scores of {kept.run.run_id} kept after a failed "
+                                           "write to the results DB; the next `mmpipe probe` saves them", True))
     for tmp in sorted(store.manifests_dir.glob("*/.*.tmp")) if store.manifests_dir.is_dir() else []:
         found.append(Unfinished(tmp, "temporary manifest file of an interrupted write; never read", False))
     return found
+
+
+def _readable_spills(store: Store) -> list:
+    try:
+        return spilled(store.results_db)
+    except UserError:
+        return []  # reported as damage
 
 
 _RUN_TMP = re.compile(r"-(\d+)$")  # runs/<method>/.tmp-<fingerprint>-<pid> (store/runs.py)

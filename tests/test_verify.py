@@ -13,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from mmpipe.pipeline.cli import app
+from mmpipe.store.results import ProbeRow, RunRow, spill
 from mmpipe.store.root import FORMAT, Store
 from mmpipe.store.verify import repair, verify
 
@@ -136,6 +137,28 @@ def test_a_garbage_results_db_is_moved_aside_and_probe_rebuilds_it(root):
     assert not db.exists()
     assert _cli(root, "probe", "--all", "--label", "y_s", "--component", "z_s").exit_code == 0
     assert _cli(root, "verify").exit_code == 0
+
+
+def test_a_deleted_manifest_that_entries_were_built_on_is_damage(root):
+    manifest = next((root / "manifests" / "sim1").glob("*.parquet"))
+    manifest.unlink()
+    result = _cli(root, "verify")
+    assert result.exit_code == 1
+    assert f"{manifest}: is missing, but 3 entries were built on it" in result.output
+    assert "`mmpipe simulate sim1` with the same options rebuilds it" in _cli(root, "verify", "--repair").output
+
+
+def test_scores_kept_after_a_failed_write_are_reported_and_an_unreadable_spill_is_damage(root):
+    folder = root / "results.duckdb.unsaved"
+    folder.mkdir()
+    run = RunRow("toy-1", "toy", None, "{}", "{}", "sim1", None, 0, "f", "{}", None, None, None, None, None, "toy")
+    kept = spill(root / "results.duckdb", run, [], [ProbeRow("toy-1", "z_s", "y_s", "accuracy", 0.5, "p", 1, 1)])
+    result = _cli(root, "verify")
+    assert result.exit_code == 0 and f"{kept}: 1 probe scores of toy-1 kept after a failed write" in result.output
+    kept.write_text("{")
+    result = _cli(root, "verify")
+    assert result.exit_code == 1 and f"{folder}: {kept} (probe scores kept after a failed write) is unreadable" \
+        in result.output
 
 
 def test_unfinished_writes_are_reported_not_damage(root):

@@ -73,7 +73,11 @@ def verify_command(
         out.print(f"{root}: checked {checked}: {len(report.damaged)} damaged{unfinished}{advice}",
                   markup=False, highlight=False, soft_wrap=True)
     if fix:
+        missing = [d for d in report.damaged if not d.path.exists()]  # nothing to move: only to rebuild
         for moved in repair(report):
             out.print(_moved_line(moved), markup=False, highlight=False, soft_wrap=True)
+        for damaged in missing:
+                out.print(f"{damaged.path} is missing: {rebuild_command(damaged)}", markup=False, highlight=False,
+                          soft_wrap=True)
     if not report.clean:
         raise typer.Exit(1)
