@@ -192,7 +192,9 @@ def load_features(store: Store, dataset: str, inputs: Mapping[str, str | None],
         for item in loaded:
             bad = (~torch.isfinite(item.values[rows])).flatten(1).any(dim=1)
             if bad.any():
-                raise UserError(f"{item.entry.name}: {int(bad.sum())} {split} rows contain NaN or Inf")
+                raise UserError(f"{item.entry.name}: {int(bad.sum())} valid {split} rows hold NaN or Inf, which no "
+                                f"mmpipe command stores: the entry {item.entry.path} is damaged; `mmpipe verify "
+                                "--repair` moves it aside, then re-run the command that created it")
         split_index[split] = rows
     check_split_rows({s: len(split_index[s]) for s in ("train", "val")}, f"{dataset} (valid rows)",
                      "a fit needs more rows there")

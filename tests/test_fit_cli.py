@@ -92,7 +92,7 @@ def test_nan_features_name_rows_and_split(sim_root):
     array[...] = values
     result = _fit(sim_root, "--seeds", "0")
     assert result.exit_code == 2
-    assert "sim1.m1.simulated: 3 val rows contain NaN or Inf" in result.output
+    assert "sim1.m1.simulated: 3 valid val rows hold NaN or Inf" in result.output and "is damaged" in result.output
     assert store.runs() == []
 
 
