@@ -24,6 +24,7 @@ Rows whose media fail to decode, and rows the dataset declares absent or known b
 from __future__ import annotations
 
 import contextlib
+import os
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -48,6 +49,7 @@ from mmpipe.adapters.data import feature_name
 from mmpipe.adapters.training import resolve_device
 from mmpipe.pipeline.datasets import DATASETS
 from mmpipe.pipeline.encoders.base import Encoder
+from mmpipe.pipeline.workers import die_with_parent
 from mmpipe.store.errors import UserError
 from mmpipe.store.features import DTYPES, FeatureEntry
 from mmpipe.store.manifest import Manifest, Modality
@@ -158,6 +160,8 @@ class Collate:
 
 def _single_thread_worker(_: int) -> None:
     torch.set_num_threads(1)  # decoding workers must not compete with the encoder for every core
+    # torch's own watchdog checks only every few seconds, and not while a worker is blocked
+    die_with_parent(os.getppid())
 
 
 # -- planning ----------------------------------------------------------------------------------

@@ -9,10 +9,9 @@ each run with its typed record.
 from __future__ import annotations
 
 import dataclasses
-import multiprocessing
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from mmpipe.adapters.base import AdapterMethod, ProgressFn
 from mmpipe.adapters.data import MultimodalFeatures, load_features
 from mmpipe.adapters.registry import METHODS
 from mmpipe.pipeline.sizes import resolve_sizes
+from mmpipe.pipeline.workers import worker_pool
 from mmpipe.store.errors import UserError
 from mmpipe.store.root import Store
 from mmpipe.store.runs import RunEntry, RunRecord, code_version, find_run, publish_run
@@ -94,8 +94,7 @@ def fit_runs(store: Store, method: str, dataset: str, inputs: Inputs, config: An
         else:
             todo.append(seed)
     if jobs > 1 and len(todo) > 1:
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context) as pool:
+        with worker_pool(min(jobs, len(todo))) as pool:
             futures = {pool.submit(_fit_in_worker, store.root, method, dataset, chosen, configs[seed], config,
                                    seed, data.manifest_version, pooling): seed for seed in todo}
             for future in as_completed(futures):
