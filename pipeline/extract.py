@@ -177,7 +177,7 @@ def _storable(pooled: np.ndarray, layers: dict[str, np.ndarray], dtype: str) -> 
 def _single_thread_worker(_: int) -> None:
     torch.set_num_threads(1)  # decoding workers must not compete with the encoder for every core
     # torch's own watchdog checks only every few seconds, and not while a worker is blocked
-    pass  # TEMP
+    die_with_parent(os.getppid())
 
 
 # -- planning ----------------------------------------------------------------------------------
