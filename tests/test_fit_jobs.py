@@ -7,8 +7,9 @@ that the workers are gone within seconds and that no run is listed. SIGINT goes 
 process group, as a terminal's Ctrl-C does; SIGKILL and SIGTERM go to the CLI process alone, as a
 supervisor's would. The early Ctrl-C runs the CLI from a script file, as the `mmpipe` console
 script does: spawned workers then re-import the whole CLI before their initializer runs, which
-leaves seconds for a Ctrl-C to reach them there. Two small tests check `die_with_parent`'s other
-guards: a parent gone before the call, and the polling thread alone (as without PR_SET_PDEATHSIG).
+leaves seconds for a Ctrl-C to reach them there. Extraction's DataLoader workers use the same
+`die_with_parent`, tested once here. Two small tests check its other guards: a parent gone before
+the call, and the polling thread alone (as without PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
@@ -20,11 +21,14 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from mmpipe.pipeline.datasets.sim1 import Sim1Config
 from mmpipe.pipeline.simulate import simulate
 from mmpipe.store.root import Store
+from tests.media import write_wav
+from tests.tiny_models import tiny_weights  # noqa: F401
 
 NEVER_ENDS = [option for name in ("max_epochs_shared", "max_epochs_private", "max_epochs_joint", "patience",
                                   "joint_patience") for option in ("--set", f"{name}=1000000")]
@@ -100,14 +104,14 @@ def _alive(workers: dict[int, str]) -> list[int]:
             if (fields := _stat(pid)) is not None and fields[0] != "Z" and fields[19] == started]
 
 
-def _assert_gone(workers: dict[int, str]) -> None:
-    deadline = time.monotonic() + GONE_S
+def _assert_gone(workers: dict[int, str], within_s: float = GONE_S) -> None:
+    deadline = time.monotonic() + within_s
     while _alive(workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     alive = _alive(workers)
     for pid in alive:  # do not leave them running after a failure
         os.kill(pid, signal.SIGKILL)
-    assert not alive, f"workers {alive} outlived the fit by {GONE_S} s"
+    assert not alive, f"workers {alive} outlived their parent by {within_s} s"
 
 
 def test_workers_die_when_the_fit_is_killed(root):
@@ -147,6 +151,36 @@ def test_a_worker_killed_from_outside_is_one_line_and_stops_the_fit(root):
     lines = stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("mmpipe: error: a worker process died"), stderr
     assert Store.open(root).runs() == []
+
+
+def test_extraction_workers_die_at_once_with_the_extraction(tmp_path, tiny_weights):  # noqa: F811
+    """torch's own watchdog would take up to 5 s (MP_STATUS_CHECK_INTERVAL) to end an idle worker."""
+    rows = []
+    for i in range(14):
+        write_wav(tmp_path / "data" / "audio" / f"s{i:02d}.wav", 0.3, seed=i)
+        rows.append({"sample_id": f"s{i:02d}", "audio": f"audio/s{i:02d}.wav", "emotion": "ang", "group": f"g{i % 4}"})
+    pd.DataFrame(rows).to_csv(tmp_path / "data" / "samples.csv", index=False)
+    fifo = tmp_path / "data" / "audio" / "s06.wav"  # the loader, planning ahead, blocks on it for good
+    fifo.unlink()
+    os.mkfifo(fifo)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "mmpipe.pipeline", "--store", str(tmp_path / "store"), "extract", "folder",
+         "--encoder", "wavlm", "--data-dir", str(tmp_path / "data"), "--weights", str(tiny_weights("wavlm")),
+         "--set", "modalities=audio:audio", "--workers", "2", "--batch-size", "2", "--chunk-rows", "2"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + STARTUP_S
+    workers: dict[int, str] = {}
+    while len(workers) < 2 and time.monotonic() < deadline:
+        assert process.poll() is None, f"the extraction ended early with exit code {process.returncode}"
+        time.sleep(0.1)
+        workers = {int(entry.name): fields[19] for entry in Path("/proc").iterdir()
+                   if entry.name.isdigit() and (fields := _stat(int(entry.name))) is not None
+                   and int(fields[1]) == process.pid}
+    time.sleep(1.0)  # forked workers run their init at once; this leaves them a thousand times the time
+    process.kill()
+    process.wait()
+    assert len(workers) == 2, workers
+    _assert_gone(workers, within_s=1.0)
 
 
 # a child that arms die_with_parent for the middle process that started it, then says so in a file
