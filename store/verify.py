@@ -37,6 +37,7 @@ import itertools
 import os
 import re
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,7 +118,9 @@ def verify(root: Path) -> Report:
     runs = run_dirs(store.runs_dir)
     for path in runs:
         damaged.extend(_problems(lambda p=path: check_run(p)))
-    damaged.extend(_missing_manifests(store, entries, runs, {d.path for d in damaged}))
+    opened = {d.path for d in damaged}
+    damaged.extend(missing_manifests(store, [FeatureEntry.open(p) for p in entries if p not in opened],
+                                     [RunEntry.open(p) for p in runs if p not in opened]))
     has_db = store.results_db.exists()
     if has_db:
         problem = db_problem(store.results_db)
@@ -127,18 +130,14 @@ def verify(root: Path) -> Report:
     return Report(root, tuple(damaged), tuple(_unfinished(store)), len(manifests), len(entries), len(runs), has_db)
 
 
-def _missing_manifests(store: Store, entries: list[Path], runs: list[Path], damaged: set[Path]) -> list[Damaged]:
-    """A manifest version that feature entries or runs were built on, but that the store lacks
-    (deleted): their rows can no longer be matched to samples, splits or labels."""
+def missing_manifests(store: Store, features: Iterable[FeatureEntry], runs: Iterable[RunEntry]) -> list[Damaged]:
+    """Manifest versions that these feature entries or runs were built on, but that the store
+    lacks (deleted): their rows can no longer be matched to samples, splits or labels."""
     users: dict[tuple[str, str], list[Path]] = {}
-    for path in entries:
-        if path not in damaged:
-            meta = FeatureEntry.open(path).meta
-            users.setdefault((meta.get("dataset", ""), meta.get("manifest_version", "")), []).append(path)
-    for path in runs:
-        if path not in damaged:
-            record = RunEntry.open(path).record
-            users.setdefault((record.dataset, record.manifest_version), []).append(path)
+    for entry in features:
+        users.setdefault((entry.meta.get("dataset", ""), entry.meta.get("manifest_version", "")), []).append(entry.path)
+    for run in runs:
+        users.setdefault((run.record.dataset, run.record.manifest_version), []).append(run.path)
     found = []
     for (dataset, version), paths in sorted(users.items()):
         if dataset and version and version not in store.manifest_versions(dataset):

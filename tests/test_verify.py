@@ -145,6 +145,8 @@ def test_a_deleted_manifest_that_entries_were_built_on_is_damage(root):
     result = _cli(root, "verify")
     assert result.exit_code == 1
     assert f"{manifest}: is missing, but 3 entries were built on it" in result.output
+    listed = _cli(root, "info")
+    assert listed.exit_code == 0 and f"skipped damaged manifest {manifest}: is missing" in listed.stderr
     assert "`mmpipe simulate sim1` with the same options rebuilds it" in _cli(root, "verify", "--repair").output
 
 

@@ -26,6 +26,7 @@ from mmpipe.pipeline.simulate import simulate as run_simulation
 from mmpipe.store.config import apply_overrides, option_label
 from mmpipe.store.damage import Damaged, DamagedError
 from mmpipe.store.errors import UserError
+from mmpipe.store.verify import missing_manifests
 
 
 @app.command()
@@ -143,6 +144,7 @@ def info(
             table.add_row(run.run_id, record.dataset, " + ".join(record.inputs.values()), str(record.seed),
                           record.ablation or "", ranks, f"{record.seconds:.1f}")
         out.print(table)
+    skipped += missing_manifests(store, listing.entries, run_listing.entries)
     for damaged in skipped:
         err.print(damaged.skipped(), markup=False, highlight=False, soft_wrap=True)
 
