@@ -11,8 +11,8 @@ Contract:
   starting function returns does).
 - ``worker_pool(jobs)`` yields a spawn-context process pool (``submit`` returns a future) whose
   workers die with this process and never see SIGINT: a terminal's Ctrl-C reaches the whole
-  process group, and the parent alone decides what stops. They start with SIGINT blocked (so even
-  a Ctrl-C while they import is theirs to drop) and their initializer ignores it. When the ``with``
+  process group, and the parent alone decides what stops. They start with SIGINT blocked (so a
+  Ctrl-C while they still import never reaches them) and their initializer ignores it. When the ``with``
   body, or the wait for running calls at its end, is interrupted (KeyboardInterrupt, which the CLI
   also raises on SIGTERM), pending calls are cancelled, the workers are killed, and the interrupt
   propagates; nothing waits for a running call to finish. A worker that dies on its own (killed
