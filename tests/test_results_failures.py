@@ -58,24 +58,36 @@ def _hold_lock(db, seconds: float) -> subprocess.Popen:
     return holder
 
 
-def test_a_held_lock_is_announced_with_its_holder_then_given_up_after_a_bounded_wait(tmp_path, monkeypatch, caplog):
+class _Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+
+def test_a_held_lock_is_announced_with_its_holder_then_given_up_after_a_bounded_wait(tmp_path, monkeypatch):
     db = tmp_path / "r.duckdb"
     write_probes(db, _run_row("a"), LABELS, _rows("a"))
     holder = _hold_lock(db, 30)
     monkeypatch.setenv("MMPIPE_LOCK_WAIT_S", "3")
+    seen = _Records()  # on the module's own logger: the CLI stops mmpipe's records from propagating
+    logger = logging.getLogger("mmpipe.store.results")
+    logger.addHandler(seen)
     try:
         started = time.time()
-        with caplog.at_level(logging.WARNING, logger="mmpipe"), \
-                pytest.raises(DatabaseUnavailable, match=rf"locked by PID {holder.pid} .*gave up after waiting 3 s"):
+        with pytest.raises(DatabaseUnavailable, match=rf"locked by PID {holder.pid} .*gave up after waiting 3 s"):
             write_probes(db, _run_row("b"), LABELS, _rows("b"))
         waited = time.time() - started
-        notice = [r for r in caplog.records if "waiting up to 3 s" in r.getMessage()]
+        notice = [r for r in seen.records if "waiting up to 3 s" in r.getMessage()]
         assert len(notice) == 1 and f"PID {holder.pid}" in notice[0].getMessage()
         assert notice[0].created - started < 2.0  # said within two seconds
         assert 3.0 <= waited < 6.0
         with pytest.raises(DatabaseUnavailable, match="locked by"):  # readers too: bounded, one line
             query(db, "SELECT 1")
     finally:
+        logger.removeHandler(seen)
         holder.kill()
         holder.wait()
     assert query(db, "SELECT count(*) FROM probes").rows == [(3,)]
