@@ -39,10 +39,11 @@ import shutil
 import struct
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -523,20 +524,28 @@ def _read_chunk(array: zarr.Array, folder: Path, index: int, buffer: np.ndarray 
 def _read_file_into(path: Path, target: memoryview, size: int) -> None:
     """Fill ``target`` from the start of a chunk file that must hold exactly ``size`` bytes. The
     size comes from the open file (fstat), so checking it costs no path lookup."""
+    with _opened_chunk(path, buffering=0) as handle:
+        actual = os.fstat(handle.fileno()).st_size
+        if actual != size:
+            problem = "is truncated" if actual < size else "is longer than its chunk"
+            raise ChunkDamage(path, f"{problem} ({actual} bytes, not {size})")
+        if handle.readinto(target) != len(target):
+            raise ChunkDamage(path, "was truncated while being read")
+
+
+@contextmanager
+def _opened_chunk(path: Path, buffering: int = -1) -> Iterator[BinaryIO]:
+    """A chunk file open for reading; one that cannot be opened is `ChunkDamage` naming it."""
     try:
-        with open(path, "rb", buffering=0) as handle:
-            actual = os.fstat(handle.fileno()).st_size
-            if actual != size:
-                problem = "is truncated" if actual < size else "is longer than its chunk"
-                raise ChunkDamage(path, f"{problem} ({actual} bytes, not {size})")
-            if handle.readinto(target) != len(target):
-                raise ChunkDamage(path, "was truncated while being read")
+        handle = open(path, "rb", buffering=buffering)  # noqa: SIM115 - closed below
     except FileNotFoundError:
         raise ChunkDamage(path, "is missing") from None
     except IsADirectoryError:
         raise ChunkDamage(path, "is a directory, not a chunk file") from None
     except PermissionError as error:
         raise unreadable(path, error) from None
+    with handle:
+        yield handle
 
 
 def read_whole(array: zarr.Array, folder: Path) -> np.ndarray:
@@ -570,15 +579,8 @@ def check_encoded_chunk(array: zarr.Array, path: Path) -> None:
     """A chunk file read through zarr exists and, when blosc-compressed, holds exactly the frame
     its header describes, decoding to the chunk's size: blosc decodes a truncated frame without
     complaint (reading past its end), so its header is checked first (16 bytes per chunk)."""
-    try:
-        with open(path, "rb") as handle:
-            header, size = handle.read(16), os.fstat(handle.fileno()).st_size
-    except FileNotFoundError:
-        raise ChunkDamage(path, "is missing") from None
-    except IsADirectoryError:
-        raise ChunkDamage(path, "is a directory, not a chunk file") from None
-    except PermissionError as error:
-        raise unreadable(path, error) from None
+    with _opened_chunk(path) as handle:
+        header, size = handle.read(16), os.fstat(handle.fileno()).st_size
     codecs = array.metadata.codecs
     if not (len(codecs) == 2 and isinstance(codecs[0], BytesCodec) and isinstance(codecs[1], BloscCodec)):
         return

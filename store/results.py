@@ -183,6 +183,18 @@ def _unavailable(error: duckdb.Error, path: Path, writing_: bool) -> UserError |
     return None
 
 
+@contextmanager
+def _named_failures(path: Path, *, writing_: bool) -> Iterator[None]:
+    """DuckDB errors about the file itself (disk, damage) as `DatabaseUnavailable`; others as they are."""
+    try:
+        yield
+    except duckdb.Error as error:
+        problem = _unavailable(error, path, writing_)
+        if problem is None:
+            raise
+        raise problem from None
+
+
 # A connection for user SQL: it reads this one database and nothing else. DuckDB itself refuses
 # every file or network access (COPY … TO, read_csv, ATTACH, INSTALL/LOAD, even under EXPLAIN
 # ANALYZE), and the configuration is locked so no SET can undo it.
@@ -231,11 +243,12 @@ def _create(path: Path) -> None:
     for leftover in (tmp, wal):
         leftover.unlink(missing_ok=True)
     try:
-        conn = duckdb.connect(str(tmp))
-        try:
-            conn.execute(SCHEMA)
-        finally:
-            conn.close()  # checkpoints: the tables are in the file itself, no WAL is left
+        with _named_failures(path, writing_=True):
+            conn = duckdb.connect(str(tmp))
+            try:
+                conn.execute(SCHEMA)
+            finally:
+                conn.close()  # checkpoints: the tables are in the file itself, no WAL is left
         if _is_empty(path):
             os.replace(tmp, path)
         else:
@@ -243,11 +256,6 @@ def _create(path: Path) -> None:
                 os.link(tmp, path)
             except FileExistsError:
                 pass  # another process created it first; its tables are the same
-    except duckdb.Error as error:
-        problem = _unavailable(error, path, True)
-        if problem is None:
-            raise
-        raise problem from None
     except OSError as error:
         raise DatabaseUnavailable(disk_error_message(path, "could not create the results DB",
                                                      error.strerror or str(error))) from None
@@ -274,23 +282,19 @@ def writing(path: Path, *, timeout_s: float | None = None) -> Iterator[duckdb.Du
         _create(path)
     conn = _connect(path, read_only=False, timeout_s=timeout_s)
     try:
-        conn.execute(SCHEMA)
-        conn.execute("BEGIN TRANSACTION")
-        try:
-            check_schema(conn, path)
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
+        with _named_failures(path, writing_=True):
+            conn.execute(SCHEMA)
+            conn.execute("BEGIN TRANSACTION")
             try:
-                conn.execute("ROLLBACK")
-            except duckdb.Error:
-                pass  # DuckDB already aborted it (e.g. after a failed write): the cause is being raised
-            raise
-    except duckdb.Error as error:
-        problem = _unavailable(error, path, True)
-        if problem is None:
-            raise
-        raise problem from None
+                check_schema(conn, path)
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                try:
+                    conn.execute("ROLLBACK")
+                except duckdb.Error:
+                    pass  # DuckDB already aborted it (e.g. after a failed write): the cause is being raised
+                raise
     finally:
         conn.close()
 
@@ -405,17 +409,13 @@ def reading(path: Path, *, confined: bool = False, prepare: Prepare | None = Non
         raise UserError(f"no results yet at {path}; probe runs first with `mmpipe probe --all`")
     conn = _connect(path, read_only=True, config=CONFINED if confined else None)
     try:
-        tables = {row[0] for row in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
-        if not set(TABLES) <= tables:
-            raise UserError(f"no results yet at {path} (it has no tables); probe runs with `mmpipe probe --all`")
-        if prepare is not None:
-            prepare(conn)
-        yield conn
-    except duckdb.Error as error:
-        problem = _unavailable(error, path, False)
-        if problem is None:
-            raise
-        raise problem from None
+        with _named_failures(path, writing_=False):
+            tables = {row[0] for row in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
+            if not set(TABLES) <= tables:
+                raise UserError(f"no results yet at {path} (it has no tables); probe runs with `mmpipe probe --all`")
+            if prepare is not None:
+                prepare(conn)
+            yield conn
     finally:
         conn.close()
 
