@@ -294,46 +294,46 @@ def _content(store: Path, what: str) -> dict[str, str]:
             if k.startswith(what) and "meta.json" not in k and "run.json" not in k}
 
 
+def _killed_then_rerun(store: Path, argv: tuple[str, ...], delay: float) -> Ran:
+    """Start ``argv``, SIGKILL it after ``delay`` seconds, then run it again to the end."""
+    process = _start(store, *argv)
+    time.sleep(delay)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return run_cli(store, *argv)
+
+
+def _copy_without(base: Path, store: Path, part: str) -> Path:
+    shutil.copytree(base, store)
+    target = store / part
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    return store
+
+
+SCORES = ("query", "SELECT component, label, metric, value FROM probes ORDER BY ALL", "--format", "csv")
+
+
 def kill(base: Path, run_id: str, work: Path) -> Iterator[Outcome]:
+    simulate = ("simulate", "sim2", "--n", "20000")
     clean = work / "clean"
-    for argv in (("simulate", "sim2", "--n", "20000"),):
-        assert run_cli(clean, *argv).code == 0
-        for delay in (1.5, 3.0, 5.0):
-            store = work / f"k-sim-{delay}"
-            process = _start(store, *argv)
-            time.sleep(delay)
-            process.send_signal(signal.SIGKILL)
-            process.wait()
-            again = run_cli(store, *argv)
-            same = _content(store, "features") == _content(clean, "features")
-            yield Outcome("kill", f"simulate killed at {delay} s, re-run", again.code == 0 and same,
-                          f"exit {again.code}, same={same}")
+    assert run_cli(clean, *simulate).code == 0
+    for delay in (1.5, 3.0, 5.0):
+        store = work / f"k-sim-{delay}"
+        again = _killed_then_rerun(store, simulate, delay)
+        same = _content(store, "features") == _content(clean, "features")
+        yield Outcome("kill", f"simulate killed at {delay} s, re-run", again.code == 0 and same,
+                      f"exit {again.code}, same={same}")
     for delay in (4.0, 8.0):
-        store = work / f"k-fit-{delay}"
-        shutil.copytree(base, store)
-        shutil.rmtree(store / "runs")
-        process = _start(store, *FIT)
-        time.sleep(delay)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        again = run_cli(store, *FIT)
+        store = _copy_without(base, work / f"k-fit-{delay}", "runs")
+        again = _killed_then_rerun(store, FIT, delay)
         same = _content(store, "runs") == _content(base, "runs")
         yield Outcome("kill", f"fit killed at {delay} s, re-run", again.code == 0 and same,
                       f"exit {again.code}, components and checkpoint identical={same}")
+    reference = run_cli(base, *SCORES)
     for delay in (4.0, 6.0, 8.0):
-        store = work / f"k-probe-{delay}"
-        shutil.copytree(base, store)
-        (store / "results.duckdb").unlink()
-        process = _start(store, *PROBE)
-        time.sleep(delay)
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        again = run_cli(store, *PROBE)
-        query = run_cli(store, "query", "SELECT component, label, metric, value FROM probes ORDER BY ALL",
-                        "--format", "csv")
-        reference = run_cli(base, "query", "SELECT component, label, metric, value FROM probes ORDER BY ALL",
-                            "--format", "csv")
-        ok = again.code == 0 and query.stdout == reference.stdout
+        store = _copy_without(base, work / f"k-probe-{delay}", "results.duckdb")
+        again = _killed_then_rerun(store, PROBE, delay)
+        ok = again.code == 0 and run_cli(store, *SCORES).stdout == reference.stdout
         yield Outcome("kill", f"first probe killed at {delay} s, re-run", ok, f"exit {again.code}")
 
 
@@ -344,9 +344,7 @@ def concurrency(base: Path, run_id: str, work: Path) -> Iterator[Outcome]:
     entries = list((store / "features").glob("*/*"))
     yield Outcome("concurrency", "the same simulate twice at once", codes == [0, 0] and len(entries) == 2,
                   f"exit {codes}, entries {len(entries)}")
-    store = work / "c-probe"
-    shutil.copytree(base, store)
-    (store / "results.duckdb").unlink()
+    store = _copy_without(base, work / "c-probe", "results.duckdb")
     processes = [_start(store, *PROBE) for _ in range(2)]
     reader = [run_cli(store, "query", "SELECT count(*) FROM probes") for _ in range(2)]
     codes = [p.wait() for p in processes]
