@@ -341,9 +341,15 @@ def concurrency(base: Path, run_id: str, work: Path) -> Iterator[Outcome]:
     store = work / "c-sim"
     processes = [_start(store, "simulate", "sim2", "--n", "5000") for _ in range(2)]
     codes = [p.wait() for p in processes]
-    entries = list((store / "features").glob("*/*"))
+    entries = [p for p in (store / "features").glob("*/*") if p.is_dir() and not p.name.startswith(".")]
     yield Outcome("concurrency", "the same simulate twice at once", codes == [0, 0] and len(entries) == 2,
                   f"exit {codes}, entries {len(entries)}")
+    store = _copy_without(base, work / "c-fit", "runs")
+    processes = [_start(store, *FIT) for _ in range(2)]
+    codes = [p.wait() for p in processes]
+    same = _content(store, "runs") == _content(base, "runs")
+    yield Outcome("concurrency", "the same fit twice at once", codes == [0, 0] and same,
+                  f"exit {codes}, one run identical to a lone fit's: {same}")
     store = _copy_without(base, work / "c-probe", "results.duckdb")
     processes = [_start(store, *PROBE) for _ in range(2)]
     reader = [run_cli(store, "query", "SELECT count(*) FROM probes") for _ in range(2)]
