@@ -50,7 +50,6 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from mmpipe.pipeline.cli import app  # noqa: E402
-from tests.cli_cases import cases as bad_input_cases  # noqa: E402
 
 # Typer rebuilds the Click command on every invoke; the audit invokes thousands of times
 typer.testing._get_command = functools.cache(typer.testing._get_command)
@@ -136,6 +135,8 @@ def build_base(root: Path) -> tuple[Path, str]:
 
 # -- bad input and query ---------------------------------------------------------------------------
 def bad_input(base: Path, run_id: str, work: Path) -> Iterator[Outcome]:
+    from tests.cli_cases import cases as bad_input_cases  # reads the declared ranges of this mmpipe
+
     scratch = work / "scratch"
     scratch.mkdir()
     (scratch / "a_file").write_text("x")
