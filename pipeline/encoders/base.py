@@ -34,7 +34,7 @@ class AudioPreprocessing:
 
     sample_rate: int
     normalize: bool
-    attention_mask: bool  # whether the checkpoint is fed a padding mask (group-norm ones are not)
+    attention_mask: bool  # the checkpoint preprocessor's return_attention_mask (group-norm ones: false)
     max_seconds: float | None = None  # longer clips are cut from the start; None keeps all
 
 

@@ -1,9 +1,10 @@
 """wav2vec2: facebook/wav2vec2-base-960h (Baevski et al., 2020), 768-d.
 
 This checkpoint uses group norm in its feature extractor and was trained without an attention
-mask (its preprocessor says ``return_attention_mask: false``): batches are zero-padded, the model
-sees no mask, and pooling averages only the frames of the true length. Waveforms are normalised
-per clip (``do_normalize: true``) before padding. Bucketing by length keeps the padding small.
+mask (its preprocessor says ``return_attention_mask: false``, because padded waveforms would
+shift the group norm). mmpipe runs the conv feature extractor on each clip alone and masks only
+the padded *frames* of the batch (`hub_audio`), so every clip gets exactly its one-clip, unpadded
+output; pooling averages its frames. Waveforms are normalised per clip (``do_normalize: true``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """wavlm: microsoft/wavlm-base-plus (Chen et al., 2022), 768-d.
 
-Fed an attention mask over the zero-padded batch (its preprocessor: ``return_attention_mask:
-true``, ``do_normalize: false``); pooled as the mean over valid frames.
+Its preprocessor feeds an attention mask (``return_attention_mask: true``, ``do_normalize:
+false``), yet its conv feature extractor also uses group norm, which padding would shift: mmpipe
+runs that extractor on each clip alone and masks the padded frames of the batch (`hub_audio`), so
+every clip gets its one-clip output; pooled as the mean over valid frames.
 """
 
 from __future__ import annotations
