@@ -51,7 +51,7 @@ from mmpipe.pipeline.datasets import DATASETS
 from mmpipe.pipeline.encoders.base import Encoder
 from mmpipe.pipeline.workers import die_with_parent
 from mmpipe.store.errors import UserError
-from mmpipe.store.features import DTYPES, FeatureEntry
+from mmpipe.store.features import FeatureEntry
 from mmpipe.store.manifest import Manifest, Modality
 from mmpipe.store.ranges import DEVICE, MAX_ROWS, Checked, at_least, between
 from mmpipe.store.root import Store
@@ -59,7 +59,7 @@ from mmpipe.store.root import Store
 
 @dataclass(frozen=True)
 class ExtractOptions(Checked):
-    dtype: Literal["float16", "float32"] = "float16"  # DTYPES
+    dtype: Literal["float16", "float32"] = "float16"  # the store's DTYPES
     layers: Annotated[tuple[int, ...], at_least(0)] = ()  # below the encoder's layer count
     batch_size: Annotated[int, between(1, 2**16)] = 16
     num_workers: Annotated[int, between(0, 256)] = 2
@@ -253,10 +253,6 @@ def extract(store: Store, dataset_name: str, dataset_config: Any, encoder: Encod
             options: ExtractOptions = ExtractOptions(), console: Console | None = None,
             show_progress: bool = True) -> ExtractResult:
     """Extract ``encoder`` features of one dataset modality into ``store``; resumable and idempotent."""
-    if options.dtype not in DTYPES:
-        raise UserError(f"--dtype must be one of {', '.join(DTYPES)}, not {options.dtype!r}")
-    if options.batch_size < 1 or options.num_workers < 0:
-        raise UserError("--batch-size must be >= 1 and --workers >= 0")
     console = console or Console(stderr=True)
     device = resolve_device(options.device)
     dataset = DATASETS.get(dataset_name)()

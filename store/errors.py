@@ -31,7 +31,8 @@ DISK_ERRNOS = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota i
                errno.EPERM: "operation not permitted", errno.EIO: "an input/output error (failing disk?)"}
 
 
-def _human(n_bytes: float) -> str:
+def human_size(n_bytes: float) -> str:
+    """``512 B``, ``1.5 KiB``, ... ``2.0 TiB``."""
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
         if n_bytes < 1024 or unit == "TiB":
             return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
@@ -45,7 +46,7 @@ def free_space(path: str | os.PathLike[str]) -> str:
     while not place.exists() and place.parent != place:
         place = place.parent
     try:
-        return f"{_human(shutil.disk_usage(place).free)} free"
+        return f"{human_size(shutil.disk_usage(place).free)} free"
     except OSError:
         return "free space unknown"
 

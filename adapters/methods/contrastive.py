@@ -66,7 +66,7 @@ class Contrastive(Baseline):
         model = start.model
         (train1, train2), (val1, val2) = start.split("train"), start.split("val")
         optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-        batch = min(config.minibatch_size, len(train1))
+        batch = config.minibatch_size  # at most the train rows (start_fit refuses more)
 
         def step(index: torch.Tensor) -> float:
             loss = model.objective(train1[index], train2[index])

@@ -25,7 +25,7 @@ from mmpipe.pipeline.extract import extract as run_extraction
 from mmpipe.pipeline.simulate import simulate as run_simulation
 from mmpipe.store.config import apply_overrides, option_label
 from mmpipe.store.damage import Damaged, DamagedError
-from mmpipe.store.errors import UserError
+from mmpipe.store.errors import UserError, human_size
 from mmpipe.store.verify import missing_manifests
 
 
@@ -81,14 +81,6 @@ def list_(
         out.print(table)
 
 
-def _size(n_bytes: int) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n_bytes < 1024 or unit == "GiB":
-            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
-        n_bytes /= 1024
-    raise AssertionError
-
-
 @app.command()
 @user_errors
 def info(
@@ -128,7 +120,7 @@ def info(
         if dataset is not None and entry.meta.get("dataset") != dataset:
             continue
         features.add_row(entry.name, entry.fingerprint[:12], " × ".join(map(str, entry.shape)), entry.meta["dtype"],
-                         str(entry.meta.get("n_missing", 0)), _size(entry.disk_bytes()), entry.meta.get("created_at", ""))
+                         str(entry.meta.get("n_missing", 0)), human_size(entry.disk_bytes()), entry.meta.get("created_at", ""))
     out.print(features)
     run_listing = store.scan_runs()
     skipped += run_listing.damaged  # a damaged run may not say its dataset: always named
