@@ -68,6 +68,8 @@ def audio_length(path: Path) -> int:
     Used only to bucket clips of similar length into one batch, so a bad header costs nothing
     here: the decoder reports the failure later.
     """
+    if not path.is_file():  # a pipe's header cannot be read without consuming what the decoder needs
+        return 0
     try:
         info = soundfile.info(str(path))
     except (OSError, RuntimeError, soundfile.LibsndfileError):

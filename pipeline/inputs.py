@@ -1,8 +1,8 @@
 """Preparers: one media path or text -> model-ready tensors, and a batch collate with padding.
 
 A preparer is what a DataLoader worker holds: small and picklable (no model), built by an
-encoder from its spec. ``length`` is a cheap size estimate used only to bucket similar items
-into one batch; ``__call__`` decodes and preprocesses one item; ``collate`` stacks or pads.
+encoder from its spec. ``length`` is a cheap size (file header, token count) used to bucket
+similar items into one batch and to bound sequence lengths; ``__call__`` decodes and preprocesses one item; ``collate`` stacks or pads.
 """
 
 from __future__ import annotations
@@ -100,13 +100,16 @@ class TextInput:
     pad_id: int
 
     def length(self, source: Any) -> int:
-        return len(source) if isinstance(source, str) else 0
+        """Tokens, special ones included, after truncation (0 for what is not a text)."""
+        return len(self._ids(source)) if isinstance(source, str) and source.strip() else 0
+
+    def _ids(self, source: str) -> list[int]:
+        return self.tokenizer(source, truncation=True, max_length=self.pre.max_tokens)["input_ids"]
 
     def __call__(self, source: Any) -> dict[str, torch.Tensor]:
         if not isinstance(source, str) or not source.strip():
             raise DecodeError(f"no text (got {source!r})")
-        ids = self.tokenizer(source, truncation=True, max_length=self.pre.max_tokens)["input_ids"]
-        return {"input_ids": torch.tensor(ids, dtype=torch.long)}  # (L,)
+        return {"input_ids": torch.tensor(self._ids(source), dtype=torch.long)}  # (L,)
 
     def collate(self, items: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
         lengths = torch.tensor([len(item["input_ids"]) for item in items], dtype=torch.long)

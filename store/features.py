@@ -77,6 +77,18 @@ def chunk_rows_for(row_shape: Sequence[int], dtype: str) -> int:
     return max(1, TARGET_CHUNK_BYTES // max(1, row_bytes))
 
 
+def entry_key(name: str, config: Any) -> dict[str, Any]:
+    """The key material of entry ``name`` under ``config``; its fingerprint names the entry's directory."""
+    return key_material({"feature": name, **dict(config)})
+
+
+def entry_bytes(n_rows: int, row_shape: Sequence[int], dtype: str, extras: dict[str, Sequence[int]] | None = None) -> int:
+    """Bytes on disk of an uncompressed entry: data, extras, ``valid`` and (sequences) ``lengths``."""
+    item = np.dtype(dtype).itemsize
+    per_row = sum(int(np.prod(shape, dtype=np.int64)) for shape in [row_shape, *(extras or {}).values()]) * item
+    return n_rows * (per_row + 1 + (4 if len(row_shape) == 2 else 0))
+
+
 def _write_json(path: Path, data: Any) -> None:
     """Atomically: the file is complete or absent; a failed write leaves no temporary file."""
     tmp = path.with_name(f".{path.name}.tmp")
@@ -248,7 +260,7 @@ class FeatureWriter:
             raise ValueError(f"steps must be >= 1 (or None for pooled rows), not {steps}")
         _compressors(compression)  # validate early
         self.name = name
-        self.key = key_material({"feature": name, **dict(config)})
+        self.key = entry_key(name, config)
         self.fingerprint = fingerprint(self.key)
         self.entry_dir = Path(features_dir) / name
         self.final = self.entry_dir / self.fingerprint

@@ -26,7 +26,7 @@ import torch
 
 from mmpipe.store.damage import Damaged, DamagedError, Listing, read_json
 from mmpipe.store.errors import KeyMismatchError, UserError
-from mmpipe.store.features import FeatureEntry, FeatureWriter
+from mmpipe.store.features import FeatureEntry, FeatureWriter, entry_key
 from mmpipe.store.fingerprint import differing_fields, fingerprint, key_material
 from mmpipe.store.manifest import Manifest, read_manifest, write_manifest
 from mmpipe.store.runs import RunEntry, get_run, list_runs, scan_runs
@@ -136,6 +136,23 @@ class Store:
     # -- features ------------------------------------------------------------------------------
     def writer(self, name: str, config: dict[str, Any], **kwargs: Any) -> FeatureWriter:
         return FeatureWriter(self.features_dir, name, config, **kwargs)
+
+    def published(self, name: str, config: dict[str, Any]) -> FeatureEntry | None:
+        """The published entry ``store.writer(name, config)`` would find, or None (nothing locked or written)."""
+        path = self.features_dir / name / fingerprint(entry_key(name, config))
+        return FeatureEntry.open(path) if path.is_dir() else None
+
+    def unfinished(self, name: str, config: dict[str, Any]) -> tuple[tuple[int, ...], int] | None:
+        """(shape, bytes written) of the temporary entry an interrupted writer of (name, config)
+        left, or None when there is none (or it was never fully initialised)."""
+        tmp = self.features_dir / name / f".tmp-{fingerprint(entry_key(name, config))}"
+        try:
+            shape = tuple(json.loads((tmp / "data" / "zarr.json").read_text())["shape"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+        if not (tmp / "key.json").is_file():
+            return None
+        return shape, sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file())
 
     def feature_names(self) -> list[str]:
         """Names with at least one published entry, intact or damaged."""

@@ -182,6 +182,11 @@ def cases(store: Path, scratch: Path, run_id: str) -> list[Case]:
         "--batch-size": [*INTEGER_BAD, "0"], "--workers": INTEGER_BAD, "--chunk-rows": [*INTEGER_BAD, "0"],
         "--device": ["tpu9", "cuda:99999", UNICODE, ""], "--dtype": ["float64", UNICODE, ""],
         "--layers": ["a,b", "-1", UNICODE, HUGE]})
+    found += _option_cases("extract", extract_base, {"--engine": ["spark", UNICODE, ""],
+                                                     "--ray-address": ["auto"]})  # without --engine ray
+    found += [Case("extract", (*extract_base, "--sequence", "--set", f"max_steps={value}"), "max_steps",
+                   f"--set max_steps={value!r}") for value in [*INTEGER_BAD, "0"]]
+    found += [Case("extract", (*extract_base, "--set", "max_steps=8"), "max_steps", "max_steps without --sequence")]
     # the scratch directory holds no CREMA-D: these may be refused for that first
     found += _option_cases("extract", extract_base, {"--weights": [missing]}, named=False)
     found += _option_cases("extract", ("extract", "cremad", "--encoder", "wavlm"), {"--data-dir": [missing, a_file]},

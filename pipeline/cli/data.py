@@ -20,7 +20,7 @@ from mmpipe.pipeline.cli.app import (
 )
 from mmpipe.pipeline.datasets import DATASETS, Simulation
 from mmpipe.pipeline.encoders import ENCODERS
-from mmpipe.pipeline.extract import ExtractOptions
+from mmpipe.pipeline.extract import ExtractOptions, ExtractResult
 from mmpipe.pipeline.extract import extract as run_extraction
 from mmpipe.pipeline.simulate import simulate as run_simulation
 from mmpipe.store.config import apply_overrides, option_label
@@ -140,9 +140,12 @@ def info(
     for damaged in skipped:
         err.print(damaged.skipped(), markup=False, highlight=False, soft_wrap=True)
 
+ENGINE_KEYS = ("modality", "max_steps")  # --set keys of the extraction itself
+
+
 def _split_overrides(dataset_config: Any, encoder_options: Any, overrides: list[str]) -> tuple[list, list, list]:
-    """Route each --set key=value to the dataset config, the encoder options or the engine
-    (``modality``); ``dataset.key`` / ``encoder.key`` disambiguate a key both have."""
+    """Route each --set key=value to the dataset config, the encoder options or the extraction
+    (``modality``, ``max_steps``); ``dataset.key`` / ``encoder.key`` disambiguate a key both have."""
 
     dataset_keys = {f.name for f in dataclasses.fields(dataset_config)}
     encoder_keys = {f.name for f in dataclasses.fields(encoder_options)}
@@ -155,8 +158,8 @@ def _split_overrides(dataset_config: Any, encoder_options: Any, overrides: list[
         scope, dot, bare = key.partition(".")
         if dot and scope in ("dataset", "encoder"):
             (to_dataset if scope == "dataset" else to_encoder).append(f"{bare}={value}")
-        elif key == "modality":
-            to_engine.append(value.strip())
+        elif key in ENGINE_KEYS:
+            to_engine.append((key, value.strip()))
         elif key in dataset_keys and key in encoder_keys:
             raise UserError(f"--set {key} is ambiguous; write dataset.{key}=... or encoder.{key}=...")
         elif key in encoder_keys:
@@ -164,15 +167,17 @@ def _split_overrides(dataset_config: Any, encoder_options: Any, overrides: list[
         elif key in dataset_keys:
             to_dataset.append(item)
         else:
-            valid = sorted(dataset_keys | encoder_keys | {"modality"})
+            valid = sorted(dataset_keys | encoder_keys | set(ENGINE_KEYS))
             raise UserError(f"unknown --set key {key!r}; valid: {', '.join(valid)}")
     return to_dataset, to_encoder, to_engine
 
 
 def _engine_label(key: str, value: str) -> str:
     """Where an extraction option was given, for messages."""
-    if key == "modality":
-        return f"--set modality={value}"
+    if key in ENGINE_KEYS:
+        return f"--set {key}={value}"
+    if key == "sequence":
+        return "--sequence"
     return option_label("workers" if key == "num_workers" else key, value)
 
 
@@ -192,6 +197,12 @@ def extract(
     dtype: Annotated[str, typer.Option("--dtype", help="Stored dtype: float16 or float32.")] = "float16",
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Dataset config or encoder option, key=value "
                                                         "(repeatable; modality=NAME picks the modality).")] = None,
+    sequence: Annotated[bool, typer.Option("--sequence", help="Also store the last layer's frame/token outputs "
+                                           "(T, D) + lengths as <dataset>.<modality>.<encoder>-seq; bound T with "
+                                           "--set max_steps=N.")] = False,
+    engine: Annotated[str, typer.Option("--engine", help="local, or ray (pip install \"mmpipe[ray]\").")] = "local",
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Join this Ray cluster (with --engine "
+                                                    "ray) [default: start a local one].")] = None,
     allow_failures: Annotated[bool, typer.Option("--allow-failures", help="Exit 0 even if some media failed.")] = False,
     chunk_rows: Annotated[int | None, typer.Option("--chunk-rows", hidden=True,
                                                    help="Rows per stored chunk (resume granularity).")] = None,
@@ -212,36 +223,59 @@ def extract(
         chosen_layers = tuple(int(k) for k in layers.split(",") if k.strip()) if layers else ()
     except ValueError:
         raise UserError(f"--layers must be comma-separated integers, not {layers!r}") from None
-    engine = apply_overrides(ExtractOptions(), {
+    extraction = apply_overrides(ExtractOptions(), {
         "dtype": dtype, "layers": chosen_layers, "batch_size": batch_size, "num_workers": workers, "device": device,
-        "chunk_rows": chunk_rows, "modality": to_engine[-1] if to_engine else None},
+        "chunk_rows": chunk_rows, "sequence": sequence, "engine": engine, "ray_address": ray_address},
         label=_engine_label)
-    check_device_of(engine)
-    encoder_cls(options).spec(weights).check_layers(engine.layers)
+    extraction = apply_overrides(extraction, [f"{key}={value}" for key, value in to_engine], label=_engine_label)
+    check_device_of(extraction)
+    encoder_cls(options).spec(weights).check_layers(extraction.layers)
     store = store_of(ctx, create=True)
-    result = run_extraction(store, dataset, config, encoder_cls(options), weights=weights, options=engine, console=err)
+    result = run_extraction(store, dataset, config, encoder_cls(options), weights=weights, options=extraction,
+                            console=err)
+    for outcome in (result, result.sequence):
+        if outcome is not None:
+            _say_written(outcome)
+    failed = _say_failures(result)
+    if failed and not allow_failures:
+        raise typer.Exit(1)
+    out.print(f"{result.entry.name} {result.entry.fingerprint} in {store.root}", markup=False, highlight=False)
+    if result.sequence is not None:
+        out.print(f"{result.sequence.entry.name} {result.sequence.entry.fingerprint} in {store.root}", markup=False,
+                  highlight=False)
+
+
+def _say_written(result: ExtractResult) -> None:
     entry = result.entry
     shape = " × ".join(map(str, entry.shape))
     if not result.created:
         err.print(f"{entry.name} [{entry.fingerprint[:12]}] {shape} already stored, nothing to do",
                   markup=False, highlight=False)
-    else:
-        timings = entry.meta["timings"]
-        resumed = f", resumed {result.chunks_resumed} finished chunk(s)" if result.chunks_resumed else ""
-        err.print(f"{entry.name} [{entry.fingerprint[:12]}] {shape} {entry.meta['dtype']} written: "
-                  f"{timings['rows']} clips in {timings['wall_s']:.1f} s ({timings['clips_per_s']:.1f} clips/s; "
-                  f"decode {timings['decode_s']:.1f} s in workers, forward {timings['forward_s']:.1f} s, "
-                  f"write {timings['write_s']:.1f} s){resumed}", markup=False, highlight=False)
-    if result.failures:
-        err.print(f"{len(result.failures)} of {entry.shape[0]} clips failed and are masked (valid=False):",
+        return
+    timings = entry.meta["timings"]
+    resumed = f", resumed {result.chunks_resumed} finished chunk(s)" if result.chunks_resumed else ""
+    err.print(f"{entry.name} [{entry.fingerprint[:12]}] {shape} {entry.meta['dtype']} written: "
+              f"{timings['rows']} clips in {timings['wall_s']:.1f} s ({timings['clips_per_s']:.1f} clips/s; "
+              f"decode {timings['decode_s']:.1f} s in workers, forward {timings['forward_s']:.1f} s, "
+              f"write {timings['write_s']:.1f} s){resumed}", markup=False, highlight=False)
+
+
+def _say_failures(result: ExtractResult) -> bool:
+    """List the failed clips of the pooled and sequence entries; True if any."""
+    entry = result.entry
+    failures = {f["sample_id"]: f for f in result.failures}
+    for failure in result.sequence.failures if result.sequence is not None else []:
+        failures.setdefault(failure["sample_id"], failure)  # e.g. a sequence longer than its header promised
+    if not failures:
+        return False
+    listed = list(failures.values())
+    err.print(f"{len(listed)} of {entry.shape[0]} clips failed and are masked (valid=False):",
+              markup=False, highlight=False)
+    for failure in listed[:20]:
+        err.print(f"  {failure['sample_id']}: {failure['error']}", markup=False, highlight=False)
+    if len(listed) > 20:
+        err.print(f"  ... and {len(listed) - 20} more (all listed in {entry.path / 'meta.json'})",
                   markup=False, highlight=False)
-        for failure in result.failures[:20]:
-            err.print(f"  {failure['sample_id']}: {failure['error']}", markup=False, highlight=False)
-        if len(result.failures) > 20:
-            err.print(f"  ... and {len(result.failures) - 20} more (all listed in {entry.path / 'meta.json'})",
-                      markup=False, highlight=False)
-        if not allow_failures:
-            raise typer.Exit(1)
-    out.print(f"{entry.name} {entry.fingerprint} in {store.root}", markup=False, highlight=False)
+    return True
 
 

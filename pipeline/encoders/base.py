@@ -6,7 +6,9 @@ into the extraction fingerprint. ``load(device, weights=None)`` then loads the m
 the hub id / torchvision weights enum by default or from a local directory or file.
 ``preparer()`` returns the picklable object that turns one media path or text into model input
 in a DataLoader worker; ``encode(batch, layers)`` runs the model under ``torch.inference_mode()``
-and returns pooled ``(B, D)`` features plus, on request, pooled hidden layers ``{k: (B, D_k)}``.
+and returns pooled ``(B, D)`` features, on request pooled hidden layers ``{k: (B, D_k)}``, and the
+last layer's sequence ``(B, T, D)`` with each row's valid steps (what ``sequence_output`` names;
+``max_steps(length)`` bounds its T from the preparer's cheap length, without decoding).
 Encoders do no store I/O: `mmpipe.pipeline.extract` owns that.
 """
 
@@ -103,6 +105,8 @@ class EncoderSpec:
 class EncoderOutput:
     pooled: torch.Tensor  # (B, D)
     layers: dict[int, torch.Tensor]  # k -> (B, D_k), pooled the same way as the final output
+    sequence: torch.Tensor  # (B, T, D): the last layer's frame / token outputs
+    steps: torch.Tensor  # (B,) valid steps of each row; steps >= steps[i] are padding
 
 
 @dataclass(frozen=True)
@@ -113,6 +117,7 @@ class NoOptions(Checked):
 class Encoder(ABC):
     name: ClassVar[str]
     description: ClassVar[str]
+    sequence_output: ClassVar[str]  # what ``EncoderOutput.sequence`` holds (part of the sequence entry's key)
     Options: ClassVar[type] = NoOptions  # frozen dataclass, every field defaulted
 
     def __init__(self, options: Any = None) -> None:
@@ -143,6 +148,10 @@ class Encoder(ABC):
     @abstractmethod
     def encode(self, batch: dict[str, torch.Tensor], layers: tuple[int, ...] = ()) -> EncoderOutput:
         """Pooled features of a collated batch already on ``self.device``."""
+
+    @abstractmethod
+    def max_steps(self, length: int) -> int:
+        """The most sequence steps an input of preparer ``length`` can give (valid after ``load``)."""
 
     @classmethod
     @abstractmethod

@@ -49,4 +49,4 @@ class Bert(TextEncoder):
                              output_hidden_states=bool(layers))
             pooled = self._pool(out.last_hidden_state, batch["attention_mask"])  # (B, D)
             hidden = {k: self._pool(out.hidden_states[k], batch["attention_mask"]) for k in layers}
-        return EncoderOutput(pooled, hidden)
+        return EncoderOutput(pooled, hidden, out.last_hidden_state, batch["attention_mask"].sum(dim=1))

@@ -38,6 +38,7 @@ class Dino(HubEncoder):
     hidden_size = 768
     num_hidden_layers = 12
     model_kwargs = {"add_pooling_layer": False}
+    sequence_output = "last hidden state, every token ([CLS] then the patches)"
 
     def spec(self, weights: Path | None = None) -> EncoderSpec:
         hidden, n_layers = self.architecture(weights)
@@ -53,7 +54,13 @@ class Dino(HubEncoder):
             out = self.model(pixel_values=batch["pixel_values"], output_hidden_states=bool(layers))
             pooled = out.last_hidden_state[:, 0].float()  # (B, D)
             hidden = {k: out.hidden_states[k][:, 0].float() for k in layers}
-        return EncoderOutput(pooled, hidden)
+            tokens = out.last_hidden_state  # (B, 1 + patches, D)
+            steps = torch.full((len(tokens),), tokens.shape[1], device=tokens.device)
+        return EncoderOutput(pooled, hidden, tokens, steps)
+
+    def max_steps(self, length: int) -> int:
+        config = self.model.config
+        return 1 + (config.image_size // config.patch_size) ** 2
 
     @classmethod
     def write_random_weights(cls, path: Path, *, tiny: bool = True, seed: int = 0) -> Path:

@@ -41,6 +41,7 @@ class SpeechEncoder(HubEncoder):
     and h = the model's output for the clip alone."""
 
     Options = SpeechOptions
+    sequence_output = "last hidden state, every frame"
     sample_rate: ClassVar[int] = 16_000
     normalize: ClassVar[bool]
     attention_mask: ClassVar[bool]  # the checkpoint's own preprocessor convention, recorded in the spec
@@ -85,4 +86,11 @@ class SpeechEncoder(HubEncoder):
             mask = torch.arange(steps, device=frames.device)[None, :] < frames[:, None]  # (B, T')
             pooled = masked_mean(out.last_hidden_state, mask)  # (B, D)
             hidden = {k: masked_mean(out.hidden_states[k], mask) for k in layers}
-        return EncoderOutput(pooled, hidden)
+        return EncoderOutput(pooled, hidden, out.last_hidden_state, frames)  # sequence (B, T', D)
+
+    def max_steps(self, length: int) -> int:
+        """Frames of a clip of ``length`` samples at 16 kHz (+1: the header's length is rounded down)."""
+        samples = length + 1
+        if self.options.max_seconds is not None:
+            samples = min(samples, int(self.options.max_seconds * self.sample_rate) + 2)  # resampling rounds up
+        return int(self.model._get_feat_extract_output_lengths(torch.tensor(samples)))

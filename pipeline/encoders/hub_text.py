@@ -20,6 +20,7 @@ class TextEncoder(HubEncoder):
     max_tokens: ClassVar[int] = 512
     lowercase: ClassVar[bool]
     pooling_name: ClassVar[str]
+    sequence_output = "last hidden state, every token ([CLS] and [SEP] included)"
 
     def __init__(self, options: Any = None) -> None:
         super().__init__(options)
@@ -35,6 +36,9 @@ class TextEncoder(HubEncoder):
         from transformers import AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(directory)
+
+    def max_steps(self, length: int) -> int:
+        return length  # the preparer's length is the token count
 
     def preparer(self) -> TextInput:
         if self.tokenizer is None:

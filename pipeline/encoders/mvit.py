@@ -27,6 +27,7 @@ class MViT(TorchvisionVideoEncoder):
     dim = 768
     layer_dims = (96, *_BLOCK_DIMS)
     pooling = "class token after final norm"
+    sequence_output = "patch tokens after final norm, averaged over space, every temporal position"
 
     @classmethod
     def build(cls) -> torch.nn.Module:
@@ -48,6 +49,13 @@ class MViT(TorchvisionVideoEncoder):
             for block in model.blocks:
                 x, thw = block(x, thw)
                 tokens.append(x[:, 0])
-            pooled = model.norm(x)[:, 0].float()  # (B, 768)
+            normed = model.norm(x)  # (B, 1 + T'H'W', 768)
+            pooled = normed[:, 0].float()  # (B, 768)
             hidden = {k: tokens[k].float() for k in layers}
-        return EncoderOutput(pooled, hidden)
+            t, h, w = thw
+            frames = normed[:, 1:].float().reshape(len(x), t, h * w, -1).mean(dim=2)  # (B, T', 768)
+            steps = torch.full((len(frames),), t, device=frames.device)
+        return EncoderOutput(pooled, hidden, frames, steps)
+
+    def max_steps(self, length: int) -> int:
+        return self.model.pos_encoding.temporal_size

@@ -23,6 +23,7 @@ class R3D18(TorchvisionVideoEncoder):
     dim = 512
     layer_dims = (64, 64, 128, 256, 512)
     pooling = "global average pool over (T, H, W)"
+    sequence_output = "layer4 averaged over (H, W), every temporal position"
 
     @classmethod
     def build(cls) -> torch.nn.Module:
@@ -44,4 +45,9 @@ class R3D18(TorchvisionVideoEncoder):
                 stages.append(x)
             pooled = x.float().mean(dim=(2, 3, 4))  # (B, 512) = avgpool + flatten
             hidden = {k: stages[k].float().mean(dim=(2, 3, 4)) for k in layers}
-        return EncoderOutput(pooled, hidden)
+            frames = x.float().mean(dim=(3, 4)).transpose(1, 2)  # (B, T', 512)
+            steps = torch.full((len(frames),), frames.shape[1], device=frames.device)
+        return EncoderOutput(pooled, hidden, frames, steps)
+
+    def max_steps(self, length: int) -> int:
+        return self.frames // 8  # layer2..layer4 each halve time (kernel 3, stride 2, padding 1)
