@@ -7,16 +7,22 @@ Protocol, for every (component, label) of a run:
   reused by every label);
 - categorical label → multinomial logistic regression; for each C in ``c_grid`` a model is fitted
   on train and scored on val; the best val accuracy picks C (ties: the smaller C, i.e. the simpler
-  model). Metrics on test: ``accuracy`` and ``silhouette`` (of the standardised test features
-  grouped by the test labels, on at most ``silhouette_max`` rows);
+  model). Metrics on test: ``accuracy`` (plus ``f1`` for a label declared ``binary``) and
+  ``silhouette`` (of the standardised test features grouped by the test labels, on at most
+  ``silhouette_max`` rows);
 - continuous label → ridge regression, alpha chosen on val MSE from ``alpha_grid``; every alpha
   and every continuous label is solved at once from one SVD of the component's train matrix:
-  w(α) = V diag(s / (s² + α)) Uᵀ (y − ȳ). Metric on test: ``mse`` in the label's own units;
+  w(α) = V diag(s / (s² + α)) Uᵀ (y − ȳ). Metric on test: ``mse`` in the label's own units (plus,
+  for a label declared ``sentiment``, the MSA metrics of the same predictions: ``acc7``, ``acc5``,
+  ``acc2_has0``, ``acc2_non0``, ``f1_has0``, ``f1_non0``, ``corr``, ``mae``);
 - k-shot (optional, categorical only): the same, fitted on k train examples per class (seeded),
   metric ``accuracy_<k>shot``.
 
-Every metric is a name of the metrics registry (`evaluate/metrics.py`), whose docstrings state
-each rule exactly; :func:`score` computes through it.
+Which metrics a label gets is `metrics.label_metrics` of its kind and declared scale
+(``LabelSpec.scale`` in the manifest); the model, and how it is selected, are the same for all of
+them. Every metric is a name of the metrics registry (`evaluate/metrics.py`), whose docstrings state
+each rule exactly; :func:`score` computes through it. A metric undefined on the test rows (e.g. a
+correlation with a constant prediction) writes no row and is named among the skipped.
 
 Only :func:`score` ever sees test labels: fitting and selection go through
 :func:`fit_categorical` / :func:`fit_continuous`, which take train and val data and return a
@@ -186,8 +192,8 @@ def _ridge_path(x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarr
 
 
 # -- scoring: the only place that sees test labels --------------------------------------------------
-def score(metric: str, y_test: np.ndarray, prediction: np.ndarray) -> float:
-    """The registered ``metric`` of a prediction on the test rows."""
+def score(metric: str, y_test: np.ndarray, prediction: np.ndarray) -> float | None:
+    """The registered ``metric`` of a prediction on the test rows (None where it is undefined)."""
     return metrics.metric(metric).compute(y_test, prediction)
 
 
@@ -275,8 +281,10 @@ def _probe_categorical(z, component, train, val, test, labels, manifest, config,
                 break
             protocol = _protocol(manifest, config, "categorical", k)
             n_train, n_test = int(rows_tr.sum()), int(te.sum())
-            value = score(metric, y[te], probe.predict(z[te]))
-            outcome.rows.append(ProbeRow(run_id, component, data.spec.name, metric, value, protocol, n_train, n_test))
+            prediction = probe.predict(z[te])
+            for name in [metric] if k is not None else metrics.label_metrics(data.spec.kind, data.spec.scale):
+                _add_score(outcome, run_id, component, data.spec.name, name, y[te], prediction, protocol,
+                           n_train, n_test)
             if k is None:
                 sil = silhouette(z[te], y[te], config.silhouette_max, config.seed)
                 if sil is not None:
@@ -315,9 +323,19 @@ def _probe_continuous(z, component, train, val, test, labels, manifest, config, 
         if not te.any():
             outcome.skipped.append(f"{component} × {data.spec.name}: no labelled test rows; not scored")
             continue
-        value = score(metrics.MSE, y[test, j][te], prediction[te, column])
-        outcome.rows.append(ProbeRow(run_id, component, data.spec.name, metrics.MSE, value, protocol,
-                                     int((train & data.observed).sum()), int(te.sum())))
+        for name in metrics.label_metrics(data.spec.kind, data.spec.scale):
+            _add_score(outcome, run_id, component, data.spec.name, name, y[test, j][te], prediction[te, column],
+                       protocol, int((train & data.observed).sum()), int(te.sum()))
+
+
+def _add_score(outcome: ProbeOutcome, run_id: str, component: str, label: str, metric: str, y_test: np.ndarray,
+               prediction: np.ndarray, protocol: str, n_train: int, n_test: int) -> None:
+    """Score one metric of a prediction on the test rows: a row, or a skipped line where it is undefined."""
+    value = score(metric, y_test, prediction)
+    if value is None:
+        outcome.skipped.append(f"{component} × {label} ({metric}): undefined on the {n_test} test rows; not scored")
+        return
+    outcome.rows.append(ProbeRow(run_id, component, label, metric, value, protocol, n_train, n_test))
 
 
 def check_probe_data(manifest: Manifest, config: ProbeConfig, labels: Sequence[str] | None, run_id: str) -> None:

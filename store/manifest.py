@@ -10,6 +10,17 @@ A manifest file that cannot be read back as one is damage (store/damage.py), nev
 A label's owner is ``shared`` (every modality carries it), ``joint`` (it needs the modalities
 together; no component owns it) or the name of the one modality that should carry it; the
 manifest refuses any other owner.
+
+A label may declare its **scale** (``LabelSpec.scale``), the convention its values follow, which
+says how it is scored (the mapping is the evaluator's, ``evaluate/metrics.py``):
+
+- ``""`` (the default): nothing beyond its kind;
+- ``"binary"``: a categorical label of two classes (e.g. UR-FUNNY's humor, MUStARD's sarcasm);
+- ``"sentiment"``: a continuous sentiment intensity on [−3, 3], negative to positive, as CMU-MOSI
+  and CMU-MOSEI annotate it (the multimodal sentiment analysis convention).
+
+The manifest refuses a scale that does not fit the label's kind or values. An undeclared scale is
+left out of the manifest's metadata and version, so manifests without one keep their versions.
 """
 
 from __future__ import annotations
@@ -35,6 +46,9 @@ from mmpipe.store.writes import writing
 SPLITS = ("train", "val", "test")
 LabelKind = Literal["categorical", "continuous"]
 _KINDS = ("categorical", "continuous")
+# declared label scales: name -> the kind it needs (see the module docstring)
+LABEL_SCALES = {"": None, "binary": "categorical", "sentiment": "continuous"}
+SENTIMENT_RANGE = (-3.0, 3.0)
 OWNERS_BESIDE_MODALITIES = ("shared", "joint")
 MODALITY_KINDS = ("audio", "video", "image", "text", "features")
 _MODALITY_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -66,10 +80,24 @@ class LabelSpec:
     kind: LabelKind
     owner: str  # shared, joint, or a modality name (checked against the manifest's modalities)
     description: str = ""
+    scale: str = ""  # "", "binary" or "sentiment" (module docstring); checked against the kind and values
 
     def __post_init__(self) -> None:
         if self.kind not in _KINDS:
             raise ValueError(f"label {self.name!r}: kind must be one of {_KINDS}, not {self.kind!r}")
+        if self.scale not in LABEL_SCALES:
+            raise ValueError(f"label {self.name!r}: scale must be one of {', '.join(map(repr, LABEL_SCALES))}, "
+                             f"not {self.scale!r}")
+        needs = LABEL_SCALES[self.scale]
+        if needs is not None and self.kind != needs:
+            raise ValueError(f"label {self.name!r}: a {self.scale} label must be {needs}, not {self.kind}")
+
+    def record(self) -> dict:
+        """The label as saved in the manifest's metadata (an undeclared scale is left out)."""
+        fields = asdict(self)
+        if not self.scale:
+            del fields["scale"]
+        return fields
 
 
 @dataclass(frozen=True)
@@ -102,6 +130,7 @@ class Manifest:
             if label.owner not in owners:
                 raise ValueError(f"manifest for {self.dataset}: label {label.name!r} has owner {label.owner!r}; "
                                  f"valid: {', '.join(owners)}")
+            _check_scale(self.dataset, label, table[label.name])
         for modality in self.modalities:
             if modality.column is not None and modality.column not in table.columns:
                 raise ValueError(f"manifest for {self.dataset}: modality {modality.name} column "
@@ -136,15 +165,16 @@ class Manifest:
     def metadata(self) -> dict:
         return {
             "dataset": self.dataset,
-            "labels": [asdict(label) for label in self.labels],
+            "labels": [label.record() for label in self.labels],
             "modalities": [asdict(m) for m in self.modalities],
             "split_protocol": self.split_protocol,
         }
 
     def version(self) -> str:
         """Content hash of the manifest: rows, columns, dtypes, modalities, the split protocol and
-        each label's name, kind and owner. A label's description is prose, not data: rewording it
-        changes no version, hence no fingerprint downstream."""
+        each label's name, kind, owner and declared scale (if any: a label without one hashes as
+        before scales existed). A label's description is prose, not data: rewording it changes no
+        version, hence no fingerprint downstream."""
         meta = self.metadata()
         meta["labels"] = [{k: v for k, v in label.items() if k != "description"} for label in meta["labels"]]
         digest = hashlib.sha256()
@@ -153,6 +183,22 @@ class Manifest:
         rows = pd.util.hash_pandas_object(self.table, index=False).to_numpy()
         digest.update(rows.tobytes())
         return digest.hexdigest()[:16]
+
+
+def _check_scale(dataset: str, label: LabelSpec, column: pd.Series) -> None:
+    """A binary label holds at most two distinct values; a sentiment label only finite values in
+    `SENTIMENT_RANGE` (missing values are allowed for both)."""
+    present = column.dropna()
+    if label.scale == "binary" and present.nunique() > 2:
+        raise ValueError(f"manifest for {dataset}: binary label {label.name!r} has {present.nunique()} distinct "
+                         f"values, e.g. {sorted(map(str, present.unique()))[:3]}")
+    if label.scale == "sentiment":
+        values = pd.to_numeric(present, errors="coerce").to_numpy(dtype=np.float64)
+        low, high = SENTIMENT_RANGE
+        bad = ~(np.isfinite(values) & (values >= low) & (values <= high))
+        if bad.any():
+            raise ValueError(f"manifest for {dataset}: sentiment label {label.name!r} has {int(bad.sum())} values "
+                             f"outside [{low:g}, {high:g}], e.g. {present.to_numpy()[bad][0]!r}")
 
 
 def write_manifest(path: Path, manifest: Manifest) -> None:
