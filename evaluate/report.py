@@ -9,6 +9,11 @@
 - **modalities** (Table 3b): each modality's own representation on each ``joint`` label — the
   frozen input h_k (the ``inputs`` method), contrastive's c_k and MultiLoReFT's Φ_k (phi_k) — so
   fine-tuning is compared with the pretrained embedding it started from; best per modality bold.
+- **msa** (DLF paper, Table 1): multimodal sentiment analysis; one row per method, and per label
+  scored with the MSA metrics (a label declared ``sentiment``) one column group with Acc-7, Acc-5,
+  Acc-2 and F1 in both binarisations (has0, non0), Corr and MAE, in the DLF paper's column order,
+  of the component that should carry the label (``fused`` for a joint label, as MOSI's sentiment
+  is); best per column bold.
 - **ranks** (Table 7): initial rank → converged rank, mean ± std over seeds, from ``runs.ranks``.
 - **ablations** (Tables 5/6): the decoupling layout for a method and its ablation variants.
 
@@ -40,7 +45,7 @@ from mmpipe.store.results import fetch, reading
 PAPER_METHOD = "multiloreft"  # listed first, as in the paper
 FROZEN_INPUTS = "inputs"  # the method whose components are the frozen inputs h_k (listed first in Table 3b)
 MODALITY_PREFIXES = ("h", "c", "phi")  # Table 3b: frozen input h_k, contrastive c_k, MultiLoReFT Φ_k
-TABLE_KINDS = ("decoupling", "fusion", "modalities", "ranks", "ablations")
+TABLE_KINDS = ("decoupling", "fusion", "modalities", "msa", "ranks", "ablations")
 
 
 @dataclass(frozen=True)
@@ -345,6 +350,69 @@ def modalities_table(data: ReportData) -> Table | None:
                  _groups(columns, 2), frozenset(rule_before), _notes(data, names, columns))
 
 
+def _msa_component(owner: str) -> str:
+    """The component an MSA label is read from: the one that should carry it, ``fused`` for a joint label."""
+    return owner_component(owner) or FUSED
+
+
+def msa_table(data: ReportData) -> Table | None:
+    """The DLF paper's Table 1: rows method, per MSA-scored label the columns Acc-7, Acc-5, Acc-2
+    has0/non0, F1 has0/non0, Corr, MAE; best per column bold."""
+    msa = set(metrics.MSA)
+    owner_of = {(r["dataset"], r["label"]): r["owner"] for r in data.labels}
+    scored = sorted({(r["dataset"], r["label"]) for r in data.summary if r["metric"] in msa
+                     and (r["dataset"], r["label"]) in owner_of
+                     and r["component"] == _msa_component(owner_of[(r["dataset"], r["label"])])})
+    cell_of = {(r["name"], r["dataset"], r["label"], r["metric"]): r for r in data.summary
+               if (r["dataset"], r["label"]) in scored and r["metric"] in msa
+               and r["component"] == _msa_component(owner_of[(r["dataset"], r["label"])])}
+    names = _method_order(data, {k[0] for k in cell_of if not _is_ablation(data, k[0])})
+    if not scored or not names:
+        return None
+    per_dataset = defaultdict(int)
+    for dataset, _ in scored:
+        per_dataset[dataset] += 1
+    columns = [{"dataset": d, "label": lab, "metric": m} for d, lab in scored for m in metrics.MSA]
+    groups = [HeaderGroup("", 1)] + [HeaderGroup(d if per_dataset[d] == 1 else f"{d}: {lab}", len(metrics.MSA))
+                                     for d, lab in scored]
+    found = [[cell_of.get((n, c["dataset"], c["label"], c["metric"])) for c in columns] for n in names]
+    rows = [[Cell(n)] + [Cell(format_mean_std(f["mean"], f["std"]) if f else "—") for f in line]
+            for n, line in zip(names, found, strict=True)]
+    for j, column in enumerate(columns):
+        for best in _best([line[j]["mean"] if line[j] else None for line in found],
+                          metrics.higher_is_better(column["metric"])):
+            rows[best][1 + j] = Cell(rows[best][1 + j].text, bold=True)
+    headers = [f"{metrics.display(c['metric'])} {metrics.metric(c['metric']).arrow}" for c in columns]
+    caption = ("Multimodal sentiment analysis in the layout of the DLF paper's Table 1 (fractions, not percent). "
+               "has0: a zero label counts as positive; non0: rows whose label is 0 are left out (the DLF "
+               "paper's Acc-2 and F1); F1 weighted by class support; bold: best per column.")
+    return Table("msa", "Multimodal sentiment analysis", caption, ["Method"] + headers, rows, groups,
+                 frozenset(), _msa_notes(data, names, scored, owner_of))
+
+
+def _msa_notes(data: ReportData, names: Sequence[str], scored: list[tuple[str, str]],
+               owner_of: dict[tuple[str, str], str]) -> list[str]:
+    """Which component each label is read from, each protocol with the metrics it produced, the seeds."""
+    notes = [f"{dataset} {label}: the {_msa_component(owner_of[(dataset, label)])} component "
+             f"(owner {owner_of[(dataset, label)]})" for dataset, label in scored]
+    datasets = {d for d, _ in scored}
+    by_protocol: dict[tuple[str, str], set[str]] = defaultdict(set)
+    for row in data.protocols:
+        if row["name"] in names and row["dataset"] in datasets and row["metric"] in metrics.MSA:
+            by_protocol[(row["dataset"], row["protocol"])].add(row["metric"])
+    for (dataset, protocol), found in sorted(by_protocol.items()):
+        shown = ", ".join(metrics.display(m) for m in metrics.MSA if m in found)
+        notes.append(f"Protocol, {dataset} {shown}: {protocol}")
+    notes.append("Each metric's exact rule: `mmpipe query \"SELECT metric, rule FROM metrics\"`.")
+    seeds = defaultdict(set)
+    for run in data.runs:
+        if run["name"] in names and run["dataset"] in datasets:
+            seeds[run["name"]].add(run["seed"])
+    notes.append("Mean ± std over seeds (sample std); seeds per method: "
+                 + ", ".join(f"{n} {len(seeds[n])}" for n in names if n in seeds) + ".")
+    return notes
+
+
 def ranks_table(data: ReportData) -> Table | None:
     """Table 7: initial → converged rank (mean ± std over seeds) per component and dataset."""
     ranks: dict[tuple[str, str, str], list[dict[str, int]]] = defaultdict(list)
@@ -414,6 +482,8 @@ def build_report(data: ReportData, kinds: Sequence[str] = TABLE_KINDS) -> list[T
             tables += [t for t in [fusion_table(data)] if t]
         elif kind == "modalities":
             tables += [t for t in [modalities_table(data)] if t]
+        elif kind == "msa":
+            tables += [t for t in [msa_table(data)] if t]
         elif kind == "ranks":
             tables += [t for t in [ranks_table(data)] if t]
         else:
