@@ -2,6 +2,11 @@
 
 Each modality's array becomes the feature entry ``<simulation>.<modality>.simulated`` (e.g.
 ``sim1.m1.simulated``); its key names the modality, as every feature entry's key does.
+
+A simulation's ``generate`` gives, per modality, either pooled rows ``(N, D)`` or sequences: an
+object with ``values`` ``(N, T, D)`` and ``lengths`` ``(N,)`` (e.g. simseq's ``Sequences``), written
+as a sequence entry with ``steps=T`` and its lengths, end-padded (the store zeroes every step at or
+beyond a row's length).
 """
 
 from __future__ import annotations
@@ -9,6 +14,8 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import numpy as np
 
 from mmpipe.adapters.data import feature_name
 from mmpipe.pipeline.datasets import DATASETS, Simulation
@@ -44,20 +51,39 @@ def simulate(store: Store, name: str, config: Any, *, dtype: str = "float32") ->
         raise RuntimeError(f"{name} generated arrays for {sorted(arrays)}, but its manifest declares "
                            f"{list(manifest.modality_names)}")
     for modality in manifest.modality_names:  # in the manifest's order
-        array = arrays[modality]
+        array, lengths = _rows(name, modality, arrays[modality], len(manifest))
         feature = feature_name(name, modality, SIMULATED)
         key = {"dataset": name, "manifest_version": version, "modality": modality, "simulation": asdict(config),
                "dtype": dtype}
-        with store.writer(feature, key, n_rows=array.shape[0], dim=array.shape[1], dtype=dtype) as writer:
+        steps = None if lengths is None else array.shape[1]
+        with store.writer(feature, key, n_rows=array.shape[0], dim=array.shape[-1], steps=steps,
+                          dtype=dtype) as writer:
             if writer.existing is not None:
                 entries[modality] = writer.existing
                 continue
             write_started = time.perf_counter()
             for index in writer.pending_chunks():
                 start, stop = writer.chunk_bounds(index)
-                writer.write_chunk(index, array[start:stop])
+                writer.write_chunk(index, array[start:stop], lengths=None if lengths is None else lengths[start:stop])
             timings = {"generate_s": generate_seconds, "write_s": time.perf_counter() - write_started}
             entries[modality] = writer.publish({"dataset": name, "manifest_version": version,
                                                 "modality": modality, "source": "simulation", "timings": timings})
             created.append(feature)
     return SimulationResult(version, entries, created)
+
+
+def _rows(name: str, modality: str, generated: Any, n_rows: int) -> tuple[np.ndarray, np.ndarray | None]:
+    """A generated modality as (values, lengths): pooled (N, D) with None, or sequences (N, T, D)
+    with (N,) lengths. Any other shape is a simulation bug, not a user error."""
+    if hasattr(generated, "lengths"):
+        values, lengths = np.asarray(generated.values), np.asarray(generated.lengths)
+        if values.ndim != 3 or lengths.shape != (values.shape[0],):
+            raise RuntimeError(f"{name} {modality}: sequences must be (N, T, D) values with (N,) lengths, got "
+                               f"{values.shape} and {lengths.shape}")
+    else:
+        values, lengths = np.asarray(generated), None
+        if values.ndim != 2:
+            raise RuntimeError(f"{name} {modality}: pooled rows must be (N, D), got {values.shape}")
+    if values.shape[0] != n_rows:
+        raise RuntimeError(f"{name} {modality}: {values.shape[0]} rows, but its manifest has {n_rows}")
+    return values, lengths
