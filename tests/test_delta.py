@@ -56,8 +56,8 @@ def test_joint_labels_and_missing_components_have_no_delta():
     assert delta("joint", "mse", {"z_s": 1, "z_m1": 1, "z_m2": 1}, SIM) is None
     assert delta("shared", "accuracy", {"z_s": 1, "z_m1": 1}, SIM) is None
     assert delta("m1", "accuracy", {"z_m1": 1}, SIM) is None
-    with pytest.raises(UnknownNameError, match="unknown metric 'f1'; valid: accuracy"):
-        delta("m1", "f1", {"z_s": 1, "z_m1": 1}, SIM)
+    with pytest.raises(UnknownNameError, match="unknown metric 'auroc'; valid: acc2_has0"):
+        delta("m1", "auroc", {"z_s": 1, "z_m1": 1}, SIM)
 
 
 def test_delta_is_per_seed_then_mean_std():
@@ -97,7 +97,8 @@ def test_owner_components_and_who_carries_a_label():
 
 
 def test_metrics_registry_directions_names_and_rules():
-    assert set(METRICS.names()) == {"accuracy", "accuracy_<k>shot", "mse", "silhouette"}
+    assert set(METRICS.names()) == {"accuracy", "accuracy_<k>shot", "mse", "silhouette", "f1", "mae", "corr", "acc7",
+                                    "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0"}
     assert higher_is_better("accuracy") and higher_is_better("silhouette") and not higher_is_better("mse")
     assert k_shot_name(5) == "accuracy_5shot" and higher_is_better(k_shot_name(5))
     assert display("mse") == "MSE" and display("accuracy") == "Acc" and display("accuracy_5shot") == "Acc 5-shot"
@@ -105,5 +106,5 @@ def test_metrics_registry_directions_names_and_rules():
         assert len(metric(name).rule) > 40, name
     assert metric("mse").compute(np.array([1.0, 2.0]), np.array([1.0, 4.0])) == pytest.approx(2.0)
     assert metric("accuracy_3shot").compute(np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2])) == 0.75
-    with pytest.raises(UnknownNameError, match="valid: accuracy, accuracy_<k>shot, mse, silhouette"):
+    with pytest.raises(UnknownNameError, match="valid: acc2_has0, acc2_non0, acc5, acc7, accuracy, accuracy_<k>shot, corr, f1, f1_has0, f1_non0, mae, mse, silhouette"):
         metric("accuracy_shot")
