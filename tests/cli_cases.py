@@ -18,7 +18,9 @@ from pathlib import Path
 
 from mmpipe.adapters import METHODS
 from mmpipe.pipeline.datasets import DATASETS, Simulation
+from mmpipe.pipeline.datasets.affect import AffectDataset
 from mmpipe.pipeline.encoders import ENCODERS
+from mmpipe.pipeline.ingest import IngestOptions
 from mmpipe.store.ranges import Between, DeviceName, FieldSpec, field_specs
 
 
@@ -194,6 +196,26 @@ def cases(store: Path, scratch: Path, run_id: str) -> list[Case]:
     found += [Case("extract", ("extract", "cremad", "--encoder", bad, "--data-dir", str(scratch)), "",
                    f"encoder {bad!r}") for bad in ("nope", UNICODE, "")]
     found += [Case("extract", ("extract", "sim1", "--encoder", "wavlm"), "simulation", "extract of a simulation")]
+
+    # ingest: each affect dataset's config fields and the ingest options, refused before any file is
+    # read (the scratch directory holds no feature file); a file that is no pickle
+    for name in DATASETS.names():
+        if issubclass(DATASETS.get(name), AffectDataset):
+            found += _config_cases("ingest", ("ingest", name, "--data-dir", str(scratch)), DATASETS.get(name).Config)
+    ingest_base = ("ingest", "mosi", "--data-dir", str(scratch))
+    found += _config_cases("ingest", ingest_base, IngestOptions)
+    found += _option_cases("ingest", ingest_base, {"--dtype": ["float64", UNICODE, ""],
+                                                   "--chunk-rows": [*INTEGER_BAD, "0"]})
+    found += _option_cases("ingest", ("ingest", "mosi"), {"--data-dir": [missing, a_file]})
+    found += [Case("ingest", ("ingest", "mosi", "--set", f"file={where}"), word, f"--set file={what}")
+              for what, where, word in (("missing", missing, "file"), ("a directory", str(scratch), "directory"),
+                                        ("not a pickle", a_file, "pickle"))]
+    found += [Case("ingest", (*ingest_base, "--set", "bogus=1"), "bogus", "--set bogus=1")]
+    found += [Case("ingest", ("ingest", bad, "--data-dir", str(scratch)), "", f"dataset {bad!r}")
+              for bad in ("nope", UNICODE, "", "sim1", "cremad")]
+    found += [Case("store", ("--store", where, *ingest_base), "", f"--store {what} for ingest")
+              for what, where in (("a file", a_file), ("a folder that is not a store", str(scratch)),
+                                  ("missing", missing))]
 
     # the evaluator's commands
     found += _option_cases("probe", ("probe", "--all"), {

@@ -18,6 +18,7 @@ from mmpipe.pipeline.cli.app import (
     store_of,
     user_errors,
 )
+from mmpipe.pipeline.cli.ingest import ingested_table
 from mmpipe.pipeline.datasets import DATASETS, Simulation
 from mmpipe.pipeline.encoders import ENCODERS
 from mmpipe.pipeline.extract import ExtractOptions, ExtractResult
@@ -122,6 +123,10 @@ def info(
         features.add_row(entry.name, entry.fingerprint[:12], " × ".join(map(str, entry.shape)), entry.meta["dtype"],
                          str(entry.meta.get("n_missing", 0)), human_size(entry.disk_bytes()), entry.meta.get("created_at", ""))
     out.print(features)
+    # ingested entries (`mmpipe ingest`): source file, sha256 check, padding rule, non-finite handling
+    ingested = ingested_table(e for e in listing.entries if dataset is None or e.meta.get("dataset") == dataset)
+    if ingested is not None:
+        out.print(ingested)
     run_listing = store.scan_runs()
     skipped += run_listing.damaged  # a damaged run may not say its dataset: always named
     runs = [r for r in run_listing.entries if dataset is None or r.record.dataset == dataset]
