@@ -34,13 +34,14 @@ from mmpipe.store.verify import missing_manifests
 @user_errors
 def simulate(
     ctx: typer.Context,
-    dataset: Annotated[str, typer.Argument(help="Simulation to generate: sim1 or sim2.")],
-    n: Annotated[int | None, typer.Option(help="Number of samples [default: 10000].")] = None,
+    dataset: Annotated[str, typer.Argument(help="Simulation to generate: sim1, sim2 or simseq.")],
+    n: Annotated[int | None, typer.Option(help="Number of samples [default: the simulation's, 10000 for sim1/sim2].")] = None,
     seed: Annotated[int | None, typer.Option(help="Random seed for latents, projections and splits [default: 0].")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Any config field, key=value (repeatable).")] = None,
     dtype: Annotated[str, typer.Option(help="Stored dtype: float32 or float16.")] = "float32",
 ) -> None:
-    """Generate Simulation I or II (paper Appendix A.1) into the store. Same config again = no work."""
+    """Generate a simulation into the store: Simulation I or II (MultiLoReFT paper, Appendix A.1), or simseq
+    (three modalities of sequences with known shared, pairwise and specific factors). Same config again = no work."""
     dataset_cls = DATASETS.get(dataset)
     if not issubclass(dataset_cls, Simulation):
         simulations = ", ".join(n for n in DATASETS.names() if issubclass(DATASETS.get(n), Simulation))
