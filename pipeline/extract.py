@@ -198,6 +198,7 @@ def extract(store: Store, dataset_name: str, dataset_config: Any, encoder: Encod
     if all(entry is not None for entry in found.values()):
         return _result_of(found, {})
 
+    engine = _engine(options)  # a missing optional engine is said before the model loads
     started = time.perf_counter()
     encoder.load(device, weights)
     load_s = time.perf_counter() - started
@@ -242,7 +243,7 @@ def extract(store: Store, dataset_name: str, dataset_config: Any, encoder: Encod
         job = Job(encoder, weights, device, preparer, sources, known, assembler.planning_chunks(), options.batch_size,
                   options.num_workers, request, assembler, label, console, show_progress)
         run_started = time.perf_counter()
-        timings = {"load_s": load_s, **_engine(options).run(job), "write_s": assembler.write_s}
+        timings = {"load_s": load_s, **engine.run(job), "write_s": assembler.write_s}
         wall = time.perf_counter() - run_started
         timings.update(wall_s=wall, rows=job.total_rows, clips_per_s=job.total_rows / wall if wall > 0 else 0.0)
         if assembler.unfinished():
