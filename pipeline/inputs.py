@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 from mmpipe.pipeline.decode import DecodeError, audio_length, decode_audio, decode_image, decode_video
-from mmpipe.pipeline.encoders.base import (
+from mmpipe.pipeline.preprocessing import (
     AudioPreprocessing,
     ImagePreprocessing,
     TextPreprocessing,

@@ -102,3 +102,19 @@ def test_the_scan_sees_the_old_ways_of_reaching_the_shared_folder(tmp_path):
     matches = [m.group() for line in code.splitlines() for m in REFERENCE.finditer(line)]
     assert matches == ["MMPIPE_" "SHARED", "../" "shared/data/crema-d/VideoDemographics.csv"]
     assert not REFERENCE.search("shared/unique encoders, shared/specific factors")
+
+
+def test_every_package_folder_is_listed_for_a_regular_install():
+    """A non-editable install ships only the packages pyproject.toml lists: a folder of modules
+    missing there would import in the checkout and fail once installed."""
+    import tomllib
+
+    root = Path(__file__).parents[1]
+    config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
+    folders = {f"mmpipe.{top}": top for top in ("store", "pipeline", "adapters", "evaluate")}
+    found = set()
+    for package, top in folders.items():
+        for init in (root / top).rglob("__init__.py"):
+            relative = init.parent.relative_to(root / top).parts
+            found.add(".".join((package, *relative)))
+    assert found == set(config["packages"])

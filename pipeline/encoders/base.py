@@ -21,6 +21,13 @@ from typing import Any, ClassVar, Literal
 
 import torch
 
+from mmpipe.pipeline.preprocessing import (  # noqa: F401  (re-exported: the spec's parts)
+    AudioPreprocessing,
+    ImagePreprocessing,
+    Preprocessing,
+    TextPreprocessing,
+    VideoPreprocessing,
+)
 from mmpipe.store.errors import UserError
 from mmpipe.store.ranges import Checked
 from mmpipe.store.registry import Registry
@@ -29,50 +36,6 @@ Modality = Literal["audio", "video", "image", "text"]
 MODALITIES = ("audio", "video", "image", "text")
 
 
-@dataclass(frozen=True)
-class AudioPreprocessing:
-    """Mono waveform at ``sample_rate``; ``normalize`` = per-clip zero mean / unit variance over the
-    clip's true length (Wav2Vec2FeatureExtractor ``do_normalize``), applied before zero padding."""
-
-    sample_rate: int
-    normalize: bool
-    attention_mask: bool  # the checkpoint preprocessor's return_attention_mask (group-norm ones: false)
-    max_seconds: float | None = None  # longer clips are cut from the start; None keeps all
-
-
-@dataclass(frozen=True)
-class VideoPreprocessing:
-    """``frames`` indices spread uniformly over the clip (round(linspace(0, n-1, frames)), so short
-    clips repeat frames), each resized (``resize``: one int = shorter side, two = (H, W); no
-    antialias, as torchvision's video presets), centre-cropped, scaled to [0, 1], normalised."""
-
-    frames: int
-    resize: tuple[int, ...]
-    crop: tuple[int, int]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    interpolation: str = "bilinear"
-
-
-@dataclass(frozen=True)
-class ImagePreprocessing:
-    """RGB image resized to ``resize`` = (H, W) with PIL ``interpolation``, scaled to [0, 1], normalised."""
-
-    resize: tuple[int, int]
-    mean: tuple[float, ...]
-    std: tuple[float, ...]
-    interpolation: str = "bilinear"
-
-
-@dataclass(frozen=True)
-class TextPreprocessing:
-    """The checkpoint's own tokenizer; sequences truncated to ``max_tokens`` (special tokens included)."""
-
-    max_tokens: int
-    lowercase: bool
-
-
-Preprocessing = AudioPreprocessing | VideoPreprocessing | ImagePreprocessing | TextPreprocessing
 
 
 @dataclass(frozen=True)

@@ -117,9 +117,8 @@ def start(address: str | None) -> None:
 
 
 def _ship(value: Any) -> bytes:
-    """Pickled here, unpickled in the worker once this module (and with it every encoder module) is
-    imported: Ray would unpickle arguments before, and importing ``mmpipe.pipeline.inputs`` first is
-    circular."""
+    """Pickled here with cloudpickle, unpickled in the worker by this module: a class defined in
+    ``__main__`` or a test module (a custom preparer or encoder) travels by value."""
     from ray import cloudpickle  # classes of ``__main__`` or test modules travel by value when registered
 
     return cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
