@@ -129,3 +129,130 @@ def fooling_loss(joint_logits: torch.Tensor, marginal_logits: torch.Tensor) -> t
 def latent_norm_penalty(*latents: torch.Tensor) -> torch.Tensor:
     """Σ_k mean_i ||z_k,i||²: keeps optimised latents from growing to shrink the decoders' weights."""
     return sum(z.pow(2).sum(1).mean() for z in latents)
+
+
+# -- S3 (Specialization, Selection, Sparsification via MoE) ----------------------------------------
+# The S3 paper (Choi & Kwak, ICML 2026): §5.1 Eq. 24–27 (InfoNCE), Appendix F Eq. 93–105 (routing
+# losses, after V-MoE, Riquelme et al. 2021, and LIMoE, Mustafa et al. 2022), §5.2 Eq. 29–33
+# (SupCon, Khosla et al. 2020; vMF compactness). Routing losses take the rows of *valid* tokens
+# only: the caller drops padding before calling them.
+def intra_modal_info_nce(views: list[tuple[torch.Tensor, torch.Tensor]], temperature: float) -> torch.Tensor:
+    """S3's L_intra (Eq. 25, read as two stochastic views of each modality):
+    Σ_m ½ [InfoNCE(z_m → z'_m) + InfoNCE(z'_m → z_m)], cosine similarity at temperature τ.
+
+    views: one (z_m, z'_m) pair per modality, each (N, d_m); row i of both is sample i.
+    """
+    return sum(symmetric_info_nce(first, second, temperature) for first, second in views)
+
+
+def cross_modal_info_nce(z1: torch.Tensor, z2: torch.Tensor, temperature: float) -> torch.Tensor:
+    """S3's L_cross (Eq. 26): ½ [InfoNCE(z_1 → z_2) + InfoNCE(z_2 → z_1)], cosine similarity at τ,
+    the paired sample the positive and every other row of the batch a negative. z1, z2: (N, d)."""
+    return symmetric_info_nce(z1, z2, temperature)
+
+
+def squared_cv(values: torch.Tensor) -> torch.Tensor:
+    """CV²(v) = Var(v) / Mean(v)² with the population variance (1/n), over the last dim
+    (written directly, as V-MoE does: a std's gradient is undefined at 0). (..., E) → (...)."""
+    mean = values.mean(-1)
+    return values.var(-1, unbiased=False) / mean.pow(2)
+
+
+def importance_loss(probs: torch.Tensor) -> torch.Tensor:
+    """Appendix F.1 (Eq. 94–95, squared CV as in V-MoE): Imp_e = Σ_x p_e(x), loss = CV²(Imp).
+
+    probs: (n, E) softmax(W_r x) of the clean router logits, one row per valid token.
+    """
+    return squared_cv(probs.sum(0))
+
+
+def load_loss(logits: torch.Tensor, noisy_logits: torch.Tensor, k: int, noise_std: float,
+              threshold: torch.Tensor | None = None) -> torch.Tensor:
+    """Appendix F.2 (Eq. 96–101, V-MoE's reading): with noisy logits h̃ = h + ε, ε ~ N(0, σ²),
+    threshold(x) = the k-th largest h̃(x); p_e(x) = P(h_e(x) + ε' ≥ threshold(x)) =
+    1 − Φ((threshold(x) − h_e(x)) / σ) for a fresh ε'; load_e = Σ_x p_e(x); loss = CV²(load).
+
+    logits, noisy_logits: (n, E) clean and noisy router logits of the valid tokens; σ > 0.
+    ``threshold`` (n, 1), when the caller already has the k-th largest noisy logits (a router's
+    top-k), saves sorting again. The threshold is not differentiated through (it comes from the
+    sampled noise).
+    """
+    if threshold is None:
+        threshold = noisy_logits.topk(k, dim=-1).values[:, -1:]  # (n, 1)
+    threshold = threshold.detach()
+    selected = torch.special.ndtr((logits - threshold) / noise_std)  # (n, E) = 1 − Φ((thr − h) / σ)
+    return squared_cv(selected.sum(0))
+
+
+def entropy(probs: torch.Tensor) -> torch.Tensor:
+    """Shannon entropy (nats) over the last dim, 0 · log 0 = 0. (..., E) → (...)."""
+    return -(probs * probs.clamp_min(1e-30).log()).sum(-1)
+
+
+def local_entropy_loss(probs: torch.Tensor) -> torch.Tensor:
+    """Appendix F.3 (Eq. 103): mean over tokens of H(p(x)); minimising it sharpens each token's
+    routing. probs: (n, E)."""
+    return entropy(probs).mean()
+
+
+def global_entropy_loss(probs: torch.Tensor) -> torch.Tensor:
+    """Appendix F.4 (Eq. 104–105): −H(p̄) with p̄ = mean over tokens of p(x); minimising it spreads
+    the marginal expert usage (no LIMoE threshold: S3 defines the plain entropy). probs: (n, E)."""
+    return -entropy(probs.mean(0))
+
+
+def supcon_loss(anchors: torch.Tensor, candidates: torch.Tensor, labels: torch.Tensor, temperature: float,
+                same_view: bool) -> torch.Tensor:
+    """Supervised contrastive loss (Khosla et al. 2020, L_out; S3 Eq. 29) of one direction::
+
+        s_ij = cos(a_i, c_j) / τ
+        A(i) = {j ≠ i} if same_view else every j;   P(i) = {j ∈ A(i) : y_j = y_i}
+        ℓ_i  = −1/|P(i)| Σ_{p ∈ P(i)} [s_ip − log Σ_{j ∈ A(i)} exp s_ij]
+        loss = mean of ℓ_i over the anchors with |P(i)| > 0
+
+    With ``same_view`` (intra-modal: anchors and candidates are the same rows) a sample is never its
+    own positive; across modalities its paired row is a positive (same label). anchors (N, d_a),
+    candidates (N, d_c) with d_a = d_c, labels (N,) integer classes. 0 when no anchor has a positive.
+    """
+    logits = F.normalize(anchors, dim=1) @ F.normalize(candidates, dim=1).T / temperature  # (N, N)
+    n = len(labels)
+    allowed = torch.ones(n, n, dtype=torch.bool, device=logits.device)
+    if same_view:
+        allowed.fill_diagonal_(False)
+    positive = (labels[:, None] == labels[None, :]) & allowed  # (N, N)
+    log_prob = logits - logits.masked_fill(~allowed, float("-inf")).logsumexp(1, keepdim=True)  # (N, N)
+    counts = positive.sum(1)  # (N,)
+    has = counts > 0
+    per_anchor = -(log_prob * positive).sum(1)[has] / counts[has]  # (n_has,)
+    return per_anchor.mean() if bool(has.any()) else logits.sum() * 0.0
+
+
+def task_sufficiency_loss(z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor,
+                          temperature: float) -> torch.Tensor:
+    """S3's L_TS (Eq. 30): the mean of SupCon over the four directions 1→1, 2→2 (intra-modal,
+    self excluded) and 1→2, 2→1 (inter-modal). z1, z2: (N, d); labels: (N,)."""
+    return (supcon_loss(z1, z1, labels, temperature, True) + supcon_loss(z2, z2, labels, temperature, True)
+            + supcon_loss(z1, z2, labels, temperature, False) + supcon_loss(z2, z1, labels, temperature, False)) / 4
+
+
+def compactness_loss(anchors: torch.Tensor, members: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """S3's vMF compactness (Eq. 31, E.3 Eq. 82–92, equal concentrations)::
+
+        μ̂_y = normalise(mean_{j : y_j = y} normalise(m_j))        (class mean direction, anchor's
+                                                                   own row included: the batch mean)
+        loss = −mean_i cos(a_i, μ̂_{y_i})
+
+    anchors (N, d), members (N, d) (the same or the other modality), labels (N,) integer classes.
+    """
+    classes, index = labels.unique(return_inverse=True)  # (C,), (N,)
+    sums = torch.zeros(len(classes), members.shape[1], dtype=members.dtype, device=members.device)
+    sums = sums.index_add(0, index, F.normalize(members, dim=1))  # (C, d); the norm drops the 1/|class|
+    centres = F.normalize(sums, dim=1)  # (C, d)
+    return -(F.normalize(anchors, dim=1) * centres[index]).sum(1).mean()
+
+
+def information_minimality_loss(z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """S3's L_IM (Eq. 32): compactness averaged over the four (anchor, class-mean) modality pairs
+    (1, 1), (2, 2), (1, 2), (2, 1). z1, z2: (N, d); labels: (N,)."""
+    return (compactness_loss(z1, z1, labels) + compactness_loss(z2, z2, labels)
+            + compactness_loss(z1, z2, labels) + compactness_loss(z2, z1, labels)) / 4

@@ -125,3 +125,129 @@ def test_lower_median_matches_torch_median():
     for shape in ((7,), (3, 10), (2, 3, 33)):
         values = torch.rand(shape, generator=_gen())
         assert torch.equal(lower_median(values), values.median(dim=-1).values)
+
+
+# -- S3 (issue 15): each loss against its formula on small cases ----------------------------------
+def _loop_info_nce(a, b, tau):
+    """−mean_i log( e^{cos(a_i, b_i)/τ} / Σ_j e^{cos(a_i, b_j)/τ} ), written out with loops."""
+    a, b = a.double().numpy(), b.double().numpy()
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    b = b / np.linalg.norm(b, axis=1, keepdims=True)
+    total = 0.0
+    for i in range(len(a)):
+        scores = [a[i] @ b[j] / tau for j in range(len(b))]
+        total -= scores[i] - np.log(np.sum(np.exp(scores)))
+    return total / len(a)
+
+
+def test_s3_intra_and_cross_modal_info_nce_known_answers():
+    from mmpipe.adapters.losses import cross_modal_info_nce, intra_modal_info_nce
+
+    basis = torch.eye(3)  # orthonormal rows: cos = 1 on the pair, 0 elsewhere
+    expected = -np.log(np.e / (np.e + 2))  # τ = 1, N = 3, both directions alike
+    assert float(cross_modal_info_nce(basis, 2 * basis, 1.0)) == pytest.approx(expected, rel=1e-6)
+    # the sum over modalities of each modality's symmetric InfoNCE between its two views
+    assert float(intra_modal_info_nce([(basis, basis), (basis, 3 * basis)], 1.0)) == pytest.approx(2 * expected, rel=1e-6)
+    z1, z2 = torch.randn(6, 4, generator=_gen()), torch.randn(6, 4, generator=_gen(1))
+    v1, v2 = torch.randn(6, 5, generator=_gen(2)), torch.randn(6, 5, generator=_gen(3))
+    both = 0.5 * (_loop_info_nce(z1, z2, 0.2) + _loop_info_nce(z2, z1, 0.2))
+    assert float(cross_modal_info_nce(z1, z2, 0.2)) == pytest.approx(both, rel=1e-5)
+    intra = both + 0.5 * (_loop_info_nce(v1, v2, 0.2) + _loop_info_nce(v2, v1, 0.2))
+    assert float(intra_modal_info_nce([(z1, z2), (v1, v2)], 0.2)) == pytest.approx(intra, rel=1e-5)
+
+
+def test_s3_importance_loss_is_the_squared_cv_of_summed_probabilities():
+    from mmpipe.adapters.losses import importance_loss, squared_cv
+
+    assert float(squared_cv(torch.tensor([1.0, 2.0, 3.0]))) == pytest.approx((2 / 3) / 4)  # population variance
+    probs = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.5, 0.5]])  # Imp = (2.5, 1.5)
+    assert float(importance_loss(probs)) == pytest.approx(0.25 / 4)
+    assert float(importance_loss(torch.full((5, 4), 0.25))) == pytest.approx(0.0)
+
+
+def test_s3_load_loss_uses_the_kth_noisy_logit_and_the_normal_cdf():
+    from math import erf, sqrt
+
+    from mmpipe.adapters.losses import load_loss
+
+    logits = torch.tensor([[1.0, 0.0, -1.0], [0.0, 2.0, 0.5]])
+    noisy = torch.tensor([[1.2, 0.1, -0.5], [0.3, 1.5, 0.9]])
+    sigma, k = 0.5, 2
+    phi = lambda v: 0.5 * (1 + erf(v / sqrt(2)))  # noqa: E731
+    load = np.zeros(3)
+    for row in range(2):
+        threshold = sorted(noisy[row].tolist(), reverse=True)[k - 1]  # 0.1, then 0.9
+        load += [1 - phi((threshold - h) / sigma) for h in logits[row].tolist()]
+    expected = load.var() / load.mean() ** 2
+    assert float(load_loss(logits, noisy, k, sigma)) == pytest.approx(expected, rel=1e-5)
+    given = torch.tensor([[0.1], [0.9]])
+    assert float(load_loss(logits, noisy, k, sigma, threshold=given)) == pytest.approx(expected, rel=1e-5)
+
+
+def test_s3_local_and_global_entropy_losses():
+    from mmpipe.adapters.losses import global_entropy_loss, local_entropy_loss
+
+    uniform, one_hot = torch.full((3, 4), 0.25), torch.eye(4)[:3]
+    assert float(local_entropy_loss(uniform)) == pytest.approx(np.log(4), rel=1e-6)
+    assert float(local_entropy_loss(one_hot)) == pytest.approx(0.0, abs=1e-6)
+    assert float(local_entropy_loss(torch.cat([uniform[:1], one_hot[:1]]))) == pytest.approx(np.log(4) / 2, rel=1e-6)
+    # confident tokens on different experts: the marginal is uniform, −H(p̄) = −log 2
+    assert float(global_entropy_loss(torch.tensor([[1.0, 0.0], [0.0, 1.0]]))) == pytest.approx(-np.log(2), rel=1e-6)
+    assert float(global_entropy_loss(torch.tensor([[1.0, 0.0], [1.0, 0.0]]))) == pytest.approx(0.0, abs=1e-6)
+
+
+def _loop_supcon(a, c, labels, tau, same_view):
+    a, c = a.double().numpy(), c.double().numpy()
+    a = a / np.linalg.norm(a, axis=1, keepdims=True)
+    c = c / np.linalg.norm(c, axis=1, keepdims=True)
+    losses = []
+    for i in range(len(a)):
+        others = [j for j in range(len(c)) if not (same_view and j == i)]
+        positives = [j for j in others if labels[j] == labels[i]]
+        if not positives:
+            continue
+        log_norm = np.log(sum(np.exp(a[i] @ c[j] / tau) for j in others))
+        losses.append(-np.mean([a[i] @ c[p] / tau - log_norm for p in positives]))
+    return np.mean(losses)
+
+
+def test_s3_supcon_matches_khosla_l_out_in_both_directions():
+    from mmpipe.adapters.losses import supcon_loss, task_sufficiency_loss
+
+    z1, z2 = torch.randn(7, 3, generator=_gen()), torch.randn(7, 3, generator=_gen(1))
+    labels = torch.tensor([0, 1, 0, 2, 1, 0, 3])  # class 2 and 3 have no positive within a view: skipped
+    for same_view, (a, c) in ((True, (z1, z1)), (False, (z1, z2))):
+        expected = _loop_supcon(a, c, labels.tolist(), 0.5, same_view)
+        assert float(supcon_loss(a, c, labels, 0.5, same_view)) == pytest.approx(expected, rel=1e-5)
+    four = np.mean([_loop_supcon(a, c, labels.tolist(), 0.5, a is c) for a, c in ((z1, z1), (z2, z2), (z1, z2), (z2, z1))])
+    assert float(task_sufficiency_loss(z1, z2, labels, 0.5)) == pytest.approx(four, rel=1e-5)
+    # two rows per class, aligned within a class and orthogonal across: the cross-modal known answer
+    e = torch.eye(2)
+    a = torch.stack([e[0], e[0], e[1], e[1]])
+    expected = -(1.0 - np.log(2 * np.e + 2))  # τ = 1: each anchor has 2 positives at cos 1 and 2 at cos 0
+    assert float(supcon_loss(a, a, torch.tensor([0, 0, 1, 1]), 1.0, False)) == pytest.approx(expected, rel=1e-6)
+    assert float(supcon_loss(a, a, torch.tensor([0, 1, 2, 3]), 1.0, True)) == 0.0  # no positives at all
+
+
+def test_s3_compactness_is_minus_the_cosine_to_the_normalised_class_mean():
+    from mmpipe.adapters.losses import compactness_loss, information_minimality_loss
+
+    labels = torch.tensor([0, 0, 1, 1])
+    tight = torch.tensor([[2.0, 0.0], [1.0, 0.0], [0.0, 3.0], [0.0, 1.0]])  # each class one direction
+    assert float(compactness_loss(tight, tight, labels)) == pytest.approx(-1.0)
+    spread = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0], [0.0, 1.0]])  # class means at 45°
+    assert float(compactness_loss(spread, spread, labels)) == pytest.approx(-np.cos(np.pi / 4), rel=1e-6)
+    z1, z2 = torch.randn(8, 3, generator=_gen()), torch.randn(8, 3, generator=_gen(1))
+    y = torch.tensor([0, 1, 0, 1, 1, 2, 2, 0])
+    n1, n2 = z1 / z1.norm(dim=1, keepdim=True), z2 / z2.norm(dim=1, keepdim=True)
+
+    def expected(anchors, members):
+        total = 0.0
+        for i in range(8):
+            centre = members[y == y[i]].mean(0)  # the batch mean, anchor's own row included
+            total += float(anchors[i] @ (centre / centre.norm()))
+        return -total / 8
+
+    assert float(compactness_loss(z1, z2, y)) == pytest.approx(expected(n1, n2), rel=1e-5)
+    four = np.mean([expected(a, m) for a, m in ((n1, n1), (n2, n2), (n1, n2), (n2, n1))])
+    assert float(information_minimality_loss(z1, z2, y)) == pytest.approx(four, rel=1e-5)
