@@ -10,4 +10,5 @@ from mmpipe.adapters.methods import (  # noqa: F401
     late_fusion,
     mult_interactions,
     multiloreft,
+    s3,
 )
