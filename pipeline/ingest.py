@@ -147,6 +147,7 @@ class IngestPlan:
     options: IngestOptions
     entries: tuple[Planned, ...]
     timings: dict[str, float]
+    hashed_stat: tuple[int, int] | None = None  # (size, mtime_ns) the sha256 was computed at; None: memoised
 
     @property
     def pending(self) -> list[Planned]:
@@ -172,6 +173,7 @@ def plan_ingest(name: str, config: Any, options: IngestOptions = IngestOptions()
     path, _ = dataset.locate(config)
     say(f"hashing {path}")
     memoised = _memoised_sha256(store, path) if store is not None else None
+    stat = path.stat()
     sha256 = memoised or file_sha256(path)
     hashed = time.perf_counter()
     say(f"reading the structure of {path}")
@@ -184,16 +186,25 @@ def plan_ingest(name: str, config: Any, options: IngestOptions = IngestOptions()
         key = _key(source, data, version, options)
         entries.append(Planned(data, feature, key, store.published(feature, key) if store is not None else None))
     plan = IngestPlan(name, source, manifest, version, options, tuple(entries),
-                      {"hash_s": hashed - started, "read_s": time.perf_counter() - hashed})
+                      {"hash_s": hashed - started, "read_s": time.perf_counter() - hashed},
+                      (stat.st_size, stat.st_mtime_ns) if memoised is None else None)
     if options.nonfinite == "error" and plan.pending:
         _refuse_nonfinite(source, [p.data for p in plan.pending], options, say)
-    if store is not None and memoised is None:  # remembered only for a file that passed: a refusal writes nothing
-        store.stat_memo.get("sha256", path, lambda: sha256)
     return plan
 
 
 class _NotMemoised(Exception):
     pass
+
+
+def _remember_sha256(store: Store, plan: IngestPlan) -> None:
+    """Memoise the validated file's sha256 (only now: a refused file leaves the store as it was),
+    provided the file is unchanged since it was hashed."""
+    path = plan.source.file.path
+    if plan.hashed_stat is not None:
+        stat = path.stat()
+        if (stat.st_size, stat.st_mtime_ns) == plan.hashed_stat:
+            store.stat_memo.get("sha256", path, lambda: plan.source.file.sha256)
 
 
 def _memoised_sha256(store: Store, path: Any) -> str | None:
@@ -213,6 +224,7 @@ def ingest(store: Store, plan: IngestPlan, *, progress: ProgressFn | None = None
     (resuming an interrupted ingest). Nothing pending: nothing written ("nothing to do")."""
     say = progress or (lambda message: None)
     started = time.perf_counter()
+    _remember_sha256(store, plan)
     found = {p.feature: store.published(p.feature, p.key) for p in plan.entries}
     pending = [p for p in plan.entries if found[p.feature] is None]
     if pending or plan.version not in store.manifest_versions(plan.dataset):
@@ -265,7 +277,7 @@ def _check_free_space(store: Store, pending: list[Planned], n_rows: int, options
 def _pieces(source: AffectSource, start: int, stop: int) -> list[tuple[str, int, int, int, int]]:
     """The parts of manifest rows start:stop per split: (split, rows in the split, rows in the block)."""
     pieces = []
-    for split, first, end in source.split_rows():
+    for split, first, end in source.split_rows:
         lo, hi = max(start, first), min(stop, end)
         if lo < hi:
             pieces.append((split, lo - first, hi - first, lo - start, hi - start))
@@ -308,7 +320,7 @@ def _refuse_nonfinite(source: AffectSource, modalities: list[ModalityData], opti
         say(f"checking {data.modality} for non-finite values")
         rows = max(1, _SCAN_BYTES // max(1, data.steps * data.dim * data.dtype.itemsize))
         buffer = np.empty((rows, data.steps, data.dim), dtype=data.dtype)
-        for split, first, end in source.split_rows():
+        for split, first, end in source.split_rows:
             counts = ValueCounts()
             for start in range(first, end, rows):
                 stop = min(start + rows, end)

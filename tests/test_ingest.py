@@ -123,6 +123,20 @@ def test_the_same_file_again_is_nothing_to_do_and_other_options_are_other_entrie
     assert {e.meta["dtype"] for e in Store.open(store).feature_entries("mosi.text.glove")} == {"float32", "float16"}
 
 
+def test_the_second_ingest_takes_the_sha256_from_the_memo(tmp_path, monkeypatch):
+    from mmpipe.pipeline import ingest as workflow
+
+    write("multibench", tmp_path / "data", "mosi")
+    assert _cli(tmp_path / "store", "mosi", "--data-dir", str(tmp_path / "data")).exit_code == 0  # a new store
+
+    def no_hashing(path):
+        raise AssertionError("hashed again")
+
+    monkeypatch.setattr(workflow, "file_sha256", no_hashing)
+    again = _cli(tmp_path / "store", "mosi", "--data-dir", str(tmp_path / "data"))
+    assert again.exit_code == 0 and again.stderr.count("nothing to do") == 3, again.output
+
+
 def test_an_interrupted_ingest_resumes_and_records_the_same_counts(tmp_path, monkeypatch):
     tree, _ = multibench("mosi")
     tree["train"]["audio"][:, -1, 0] = -np.inf  # one -inf per train row, in every chunk

@@ -44,6 +44,7 @@ of a file are two manifest versions, never one silently mixed.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass, field
@@ -207,18 +208,19 @@ class AffectSource:
     aligned: bool  # every modality has the same T
     renamed_ids: int = 0  # repeated ids made unique with a #k suffix
 
-    @property
+    @functools.cached_property
     def split_sizes(self) -> dict[str, int]:
         counts = self.table["split"].value_counts()
         return {split: int(counts.get(split, 0)) for split in FILE_SPLITS.values()}
 
-    def split_rows(self) -> list[tuple[str, int, int]]:
+    @functools.cached_property
+    def split_rows(self) -> tuple[tuple[str, int, int], ...]:
         """(manifest split, first row, end row) in manifest row order."""
         rows, start = [], 0
         for split, n in self.split_sizes.items():
             rows.append((split, start, start + n))
             start += n
-        return rows
+        return tuple(rows)
 
     def modality(self, name: str) -> ModalityData:
         return next(m for m in self.modalities if m.modality == name)
