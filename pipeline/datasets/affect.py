@@ -64,7 +64,6 @@ from mmpipe.store.ranges import MIN_SPLIT_ROWS, Checked
 FILE_SPLITS = {"train": "train", "valid": "val", "test": "test"}
 MODALITIES = ("text", "audio", "vision")
 MODALITY_KINDS = {"text": "text", "audio": "audio", "vision": "video"}
-FORMATS = ("multibench", "mult", "mmsa")
 RAW_TEXT = "raw_text"  # the manifest column holding the file's raw text, when it has one
 _HASH_BLOCK = 8 << 20
 
@@ -298,7 +297,7 @@ class AffectDataset(Dataset):
         ``sha256`` is the file's digest when the caller already knows it (a memo)."""
         path, public = self.locate(config)
         digest = sha256 or file_sha256(path)
-        self._check_identity(path, digest, public)
+        self._check_identity(path, digest)
         tree = open_pickle(path, (tuple(FILE_SPLITS), _all_keys()))
         fmt = self._format(path, config, public, tree)
         upstream = "unknown" if public is None or public.sha256 is None or public.format != fmt else \
@@ -307,7 +306,8 @@ class AffectDataset(Dataset):
                             upstream, public.sha256 if public is not None and upstream != "unknown" else None)
         return _validate(self, source, tree)
 
-    def _check_identity(self, path: Path, digest: str, public: PublicFile | None) -> None:
+    def _check_identity(self, path: Path, digest: str) -> None:
+        """Refuse a file whose sha256 is the one another dataset's upstream publishes."""
         owner = PUBLISHED.get(digest)
         if owner is not None and owner[0] != self.name:
             raise UserError(f"{path} is {owner[0]}'s {owner[1]} (its sha256 is the one the upstream publishes for "
