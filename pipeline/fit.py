@@ -28,6 +28,7 @@ from mmpipe.store.root import Store
 from mmpipe.store.runs import RunEntry, RunRecord, code_version, find_run, publish_run
 
 Inputs = Mapping[str, str | None]  # modality -> feature name (None: the only one stored)
+DEFAULT_POOLING = "mean"  # a sequence given to a pooled-input method: the mean over its valid steps
 
 
 @dataclass(frozen=True)
@@ -51,17 +52,15 @@ def run_key(data: MultimodalFeatures, config: Any, seed: int) -> dict[str, Any]:
 def load_checked(store: Store, method: str, dataset: str, inputs: Inputs, data_version: str | None,
                  pooling: str | None = None) -> tuple[type[AdapterMethod], MultimodalFeatures]:
     """Load the inputs for ``method`` and refuse (one line) a number or kind it does not take.
-    A sequence feature given to a pooled-input method needs ``pooling`` (mean or last)."""
+    A sequence feature given to a pooled-input method is pooled: ``pooling`` (mean or last), by
+    default `DEFAULT_POOLING`; the run records how."""
     cls = METHODS.get(method)
     low, high = cls.modality_count
     if len(inputs) < low or (high is not None and len(inputs) > high):
         cls.check_inputs(dict.fromkeys(inputs, "pooled"))  # refuses the count before loading anything
+    if pooling is None and "sequence" not in cls.input_kinds:
+        pooling = DEFAULT_POOLING
     data = load_features(store, dataset, inputs, data_version, pooling)
-    sequences = [m for m, kind in data.kinds.items() if kind == "sequence"]
-    if sequences and "sequence" not in cls.input_kinds:
-        raise UserError(f"{cls.name} takes pooled inputs, but {', '.join(sequences)} "
-                        f"{'is a sequence feature' if len(sequences) == 1 else 'are sequence features'}; "
-                        "pool with --pool mean or --pool last")
     cls.check_inputs(data.kinds)
     return cls, data
 

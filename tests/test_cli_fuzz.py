@@ -20,8 +20,8 @@ from typer.testing import CliRunner
 from mmpipe.pipeline.cli import app
 from tests.cli_cases import Case, cases
 
-COMMANDS = ("simulate", "fit", "extract", "probe", "query", "report", "plot", "reproduce", "demo", "info", "list",
-            "verify", "store")
+COMMANDS = ("simulate", "fit", "extract", "ingest", "probe", "query", "report", "plot", "reproduce", "demo", "info",
+            "list", "verify", "store")
 
 
 def _listing(root: Path) -> dict[str, tuple[int, int]]:
@@ -74,6 +74,12 @@ def _check(runner: CliRunner, store: Path, scratch: Path, case: Case) -> str | N
     if (_listing(store), _listing(scratch)) != before:
         return f"{case.what}: the store or the scratch folder changed"
     return None
+
+
+def test_every_command_is_fuzzed():
+    registered = {command.name or command.callback.__name__ for command in app.registered_commands}
+    groups = {group.name for group in app.registered_groups}
+    assert registered | groups <= set(COMMANDS), sorted((registered | groups) - set(COMMANDS))
 
 
 @pytest.mark.parametrize("command", COMMANDS)

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from mmpipe.pipeline.datasets import DATASETS, Simulation
+from mmpipe.pipeline.datasets.affect import AffectDataset
 from mmpipe.store.manifest import OWNERS_BESIDE_MODALITIES, SPLITS, Modality, read_manifest, write_manifest
 from tests.media import write_image, write_wav
 from tests.synthetic_trees import cremad_subset, make_cremad_tree, make_multi30k_tree
@@ -69,7 +70,7 @@ def test_dataset_contract(name):
     assert cls.modalities and all(isinstance(m, Modality) and m.column is None for m in cls.modalities)
     assert len({m.name for m in cls.modalities}) == len(cls.modalities)
     if not issubclass(cls, Simulation):
-        pytest.skip("real datasets are checked against their synthetic trees below")
+        pytest.skip("real datasets are checked against their synthetic trees below (ingested ones in test_ingest.py)")
     manifest, arrays = cls().generate(_small_config(cls))
     assert manifest.dataset == name and manifest.table["sample_id"].is_unique
     assert set(manifest.table["split"]) == set(SPLITS)
@@ -80,7 +81,17 @@ def test_dataset_contract(name):
     assert manifest.version() == cls().manifest(_small_config(cls)).version()
 
 
-@pytest.mark.parametrize("name", [n for n in DATASETS.names() if not issubclass(DATASETS.get(n), Simulation)])
+MEDIA_DATASETS = [n for n in DATASETS.names() if not issubclass(DATASETS.get(n), (Simulation, AffectDataset))]
+
+
+def test_every_dataset_is_checked_here_or_as_an_ingested_one():
+    """Datasets read from feature files (mmpipe ingest) have their contract test in tests/test_ingest.py."""
+    ingested = [n for n in DATASETS.names() if issubclass(DATASETS.get(n), AffectDataset)]
+    simulated = [n for n in DATASETS.names() if issubclass(DATASETS.get(n), Simulation)]
+    assert sorted(MEDIA_DATASETS + ingested + simulated) == DATASETS.names()
+
+
+@pytest.mark.parametrize("name", MEDIA_DATASETS)
 def test_real_dataset_against_its_synthetic_tree(name, tmp_path):
     assert name in TREES, f"add a synthetic tree builder for {name!r} to TREES"
     cls = DATASETS.get(name)

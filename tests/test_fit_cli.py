@@ -167,14 +167,13 @@ def _sequence_copy_of_m2(store: Store) -> None:
         writer.publish({"dataset": "sim1", "manifest_version": simulated.meta["manifest_version"]})
 
 
-def test_sequence_inputs_need_pooling_and_pool_exactly(sim_root):
+def test_sequence_inputs_are_mean_pooled_by_default_and_exactly(sim_root):
     store = Store.open(sim_root)
     _sequence_copy_of_m2(store)
     args = ["--seeds", "0", "--input", "m1", "--input", "m2=seq"]
-    refused = _fit(sim_root, *args)
-    assert refused.exit_code == 2
-    assert "multiloreft takes pooled inputs, but m2 is a sequence feature; pool with --pool mean" in refused.output
-    assert _fit(sim_root, *args, "--pool", "mean").exit_code == 0
+    assert _fit(sim_root, *args).exit_code == 0
+    again = _fit(sim_root, *args, "--pool", "mean")  # the default, said: the same run
+    assert again.exit_code == 0 and "already" in again.output
     assert _fit(sim_root, "--seeds", "0", "--input", "m1", "--input", "m2=simulated").exit_code == 0
     runs = {tuple(r.record.pooling.items()): r for r in Store.open(sim_root).runs("multiloreft")}
     pooled, plain = runs[(("m2", "mean"),)], runs[()]

@@ -102,7 +102,7 @@ def fit(
     data_version: Annotated[str | None, typer.Option(help="Manifest version, when the store holds several.")] = None,
     jobs: Annotated[int, typer.Option(help="Seeds fitted in parallel worker processes.")] = 1,
     pooling: Annotated[str | None, typer.Option(
-        "--pool", help="Pool sequence features for a pooled-input method: mean (over valid steps) or last.")] = None,
+        "--pool", help="Pool sequence features for a pooled-input method: mean (over valid steps) or last [default: mean].")] = None,
 ) -> None:
     """Train an adapter on cached features, one run per seed. Same config and seed again = no work.
 
