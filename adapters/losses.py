@@ -256,3 +256,57 @@ def information_minimality_loss(z1: torch.Tensor, z2: torch.Tensor, labels: torc
     (1, 1), (2, 2), (1, 2), (2, 1). z1, z2: (N, d); labels: (N,)."""
     return (compactness_loss(z1, z1, labels) + compactness_loss(z2, z2, labels)
             + compactness_loss(z1, z2, labels) + compactness_loss(z2, z1, labels)) / 4
+
+
+# -- DLF (Disentangled-Language-Focused MSA) -------------------------------------------------------
+# The DLF paper (Wang et al., AAAI 2025) Eq. 4, 6–8, 13–14, as its public code (pwang322/DLF)
+# computes them: L1 task terms, MSE reconstruction / specific consistency, the hinge triplet over
+# the shared features with a label-gap margin, and the cosine soft orthogonality. Sequence losses
+# take a (B, T) mask of the valid steps: padding never enters a loss.
+def dlf_task_loss(predictions: dict[str, torch.Tensor], y: torch.Tensor, weights: dict[str, float]) -> torch.Tensor:
+    """DLF's L_MSA (Eq. 13–14 with L1 for every term): Σ_k w_k · mean_i |ŷ_k,i − y_i|.
+    predictions: name → (B,); y (B,); weights: name → w_k (its keys are the terms summed)."""
+    return sum(w * (predictions[k] - y).abs().mean() for k, w in weights.items())
+
+
+def masked_mse(prediction: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean squared error over the valid steps: Σ_{b,t valid} Σ_c (p − q)² / (n_valid · C).
+    prediction, target (B, T, C); mask (B, T) bool."""
+    weights = mask.to(prediction.dtype)[:, :, None]  # (B, T, 1)
+    return ((prediction - target).pow(2) * weights).sum() / (weights.sum() * prediction.shape[-1]).clamp_min(1)
+
+
+def soft_orthogonality_loss(specific: torch.Tensor, shared: torch.Tensor, mask: torch.Tensor, chunk: int
+                            ) -> torch.Tensor:
+    """DLF's L_o for one modality: mean over the valid steps, and over the d/chunk pieces of each
+    step's vectors, of max(0, cos(s, c)) (CosineEmbeddingLoss with target −1 and margin 0;
+    cos = s·c / √((‖s‖² + ε)(‖c‖² + ε)), ε = 1e-12). specific, shared (B, T, d); mask (B, T) bool."""
+    s = specific[mask].reshape(-1, chunk)  # (n_valid · d / chunk, chunk)
+    c = shared[mask].reshape(-1, chunk)
+    eps = 1e-12
+    cos = (s * c).sum(1) / ((s.pow(2).sum(1) + eps) * (c.pow(2).sum(1) + eps)).sqrt()
+    return cos.clamp_min(0).mean()
+
+
+def dlf_triplet_loss(features: torch.Tensor, labels: torch.Tensor, margin_scale: float) -> torch.Tensor:
+    """DLF's L_m (the code's HingeLoss): for each anchor a, positives P(a) = the other rows with
+    exactly the same label, negatives N(a) = the rows with another label, and
+
+        ℓ_a = mean_{p ∈ P(a), n ∈ N(a)} max(0, μ·|y_a − y_n| − cos(f_a, f_p) + cos(f_a, f_n)),
+        L_m = mean of ℓ_a over the anchors that have a positive and a negative (0 if none).
+
+    features (n, d), labels (n,); μ = ``margin_scale``."""
+    unit = F.normalize(features, dim=1)
+    sim = unit @ unit.T  # (n, n) cosine similarities
+    same = labels[:, None] == labels[None, :]  # (n, n)
+    positive = same & ~torch.eye(len(labels), dtype=torch.bool, device=labels.device)
+    negative = ~same
+    margin = margin_scale * (labels[:, None] - labels[None, :]).abs()  # (n, n): [anchor, negative]
+    hinge = F.relu(margin[:, None, :] - sim[:, :, None] + sim[:, None, :])  # (n, n, n): [a, p, n]
+    pairs = positive[:, :, None] & negative[:, None, :]  # (n, n, n)
+    counts = positive.sum(1) * negative.sum(1)  # (n,) pairs per anchor
+    anchors = counts > 0
+    if not bool(anchors.any()):
+        return features.sum() * 0.0
+    per_anchor = (hinge * pairs).sum((1, 2)) / counts.clamp_min(1)  # (n,)
+    return per_anchor[anchors].mean()

@@ -251,3 +251,68 @@ def test_s3_compactness_is_minus_the_cosine_to_the_normalised_class_mean():
     assert float(compactness_loss(z1, z2, y)) == pytest.approx(expected(n1, n2), rel=1e-5)
     four = np.mean([expected(a, m) for a, m in ((n1, n1), (n2, n2), (n1, n2), (n2, n1))])
     assert float(information_minimality_loss(z1, z2, y)) == pytest.approx(four, rel=1e-5)
+
+
+# -- DLF -------------------------------------------------------------------------------------------
+def test_dlf_task_loss_is_the_weighted_sum_of_l1_means():
+    from mmpipe.adapters.losses import dlf_task_loss
+
+    y = torch.tensor([1.0, -2.0, 0.5])
+    predictions = {"output": torch.tensor([2.0, -2.0, 0.0]), "text": torch.tensor([1.0, 0.0, 0.5]),
+                   "unused": torch.tensor([9.0, 9.0, 9.0])}
+    # output: (1 + 0 + 0.5) / 3 = 0.5; text: (0 + 2 + 0) / 3 = 2/3; a prediction without a weight is left out
+    value = dlf_task_loss(predictions, y, {"output": 1.0, "text": 3.0})
+    assert float(value) == pytest.approx(0.5 + 3 * 2 / 3)
+
+
+def test_masked_mse_reads_only_the_valid_steps():
+    from mmpipe.adapters.losses import masked_mse
+
+    prediction, target = torch.zeros(2, 3, 2), torch.zeros(2, 3, 2)
+    prediction[0, 0] = torch.tensor([1.0, 3.0])  # valid: (1 + 9) / 2 per step
+    prediction[1, 2] = 100.0  # padding: ignored
+    mask = torch.tensor([[True, True, False], [True, False, False]])
+    assert float(masked_mse(prediction, target, mask)) == pytest.approx(10.0 / (3 * 2))
+    full = torch.ones(2, 3, dtype=torch.bool)
+    assert float(masked_mse(prediction, target, full)) == pytest.approx(float((prediction - target).pow(2).mean()))
+
+
+def test_soft_orthogonality_is_the_hinged_cosine_per_step_and_chunk():
+    from mmpipe.adapters.losses import soft_orthogonality_loss
+
+    s = torch.tensor([[[1.0, 0.0, 1.0, 0.0], [1.0, 1.0, 0.0, 0.0], [5.0, 5.0, 5.0, 5.0]]])  # (1, 3, 4)
+    c = torch.tensor([[[1.0, 0.0, -1.0, 0.0], [2.0, 2.0, 0.0, 0.0], [-5.0, 5.0, 0.0, 1.0]]])
+    mask = torch.tensor([[True, True, False]])  # the third step is padding
+    # whole vectors: cos 0 and cos 1 → mean(max(0, ·)) = 0.5
+    assert float(soft_orthogonality_loss(s, c, mask, 4)) == pytest.approx(0.5, abs=1e-6)
+    # chunks of 2: step 1 → cos 1, cos −1; step 2 → cos 1, and 0 for the all-zero chunks → (1 + 0 + 1 + 0) / 4
+    assert float(soft_orthogonality_loss(s, c, mask, 2)) == pytest.approx(0.5, abs=1e-6)
+    # the code's CosineEmbeddingLoss with target −1 (margin 0) on random valid steps
+    a, b = torch.randn(2, 5, 6, generator=_gen()), torch.randn(2, 5, 6, generator=_gen(1))
+    full = torch.ones(2, 5, dtype=torch.bool)
+    reference = torch.nn.CosineEmbeddingLoss()(a.reshape(-1, 3), b.reshape(-1, 3), -torch.ones(20))
+    assert float(soft_orthogonality_loss(a, b, full, 3)) == pytest.approx(float(reference), rel=1e-5)
+
+
+def test_dlf_triplet_loss_matches_its_formula_by_brute_force():
+    from mmpipe.adapters.losses import dlf_triplet_loss
+
+    features = torch.randn(9, 4, generator=_gen())
+    labels = torch.tensor([1.0, 1.0, -0.4, 1.0, -0.4, 2.6, 0.0, 0.0, 3.0])  # 2.6 and 3.0: no positive
+    unit = features / features.norm(dim=1, keepdim=True)
+    cos = unit @ unit.T
+    per_anchor = []
+    for a in range(9):
+        positives = [p for p in range(9) if p != a and labels[p] == labels[a]]
+        negatives = [n for n in range(9) if labels[n] != labels[a]]
+        if positives and negatives:
+            terms = [max(0.0, 0.15 * abs(float(labels[a] - labels[n])) - float(cos[a, p]) + float(cos[a, n]))
+                     for p in positives for n in negatives]
+            per_anchor.append(sum(terms) / len(terms))
+    assert len(per_anchor) == 7
+    assert float(dlf_triplet_loss(features, labels, 0.15)) == pytest.approx(np.mean(per_anchor), rel=1e-5)
+    # no anchor with both a positive and a negative: zero, and still differentiable
+    lonely = torch.randn(3, 4, requires_grad=True)
+    value = dlf_triplet_loss(lonely, torch.tensor([0.0, 1.0, 2.0]), 0.15)
+    value.backward()
+    assert float(value.detach()) == 0.0 and lonely.grad is not None
