@@ -24,6 +24,10 @@ them. Every metric is a name of the metrics registry (`evaluate/metrics.py`), wh
 each rule exactly; :func:`score` computes through it. A metric undefined on the test rows (e.g. a
 correlation with a constant prediction) writes no row and is named among the skipped.
 
+A method's own prediction of a label (a component its run declares, `adapters/predictions.py`,
+e.g. DLF's regression output) is not probed: its test rows are scored as they are with that label's
+metrics, under a protocol that says so (`score_own_prediction`).
+
 Only :func:`score` ever sees test labels: fitting and selection go through
 :func:`fit_categorical` / :func:`fit_continuous`, which take train and val data and return a
 model that predicts from test *features*. Splits come from the manifest (group-disjoint where the
@@ -42,6 +46,7 @@ import pandas as pd
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 
+from mmpipe.adapters.predictions import OwnPrediction
 from mmpipe.evaluate import metrics
 from mmpipe.store.errors import UserError
 from mmpipe.store.manifest import SPLITS, LabelSpec, Manifest
@@ -373,7 +378,31 @@ def probe_run(store: Store, run: RunEntry, config: ProbeConfig = ProbeConfig(),
     valid = run.valid()
     if len(valid) != len(manifest):
         raise UserError(f"run {run.run_id} has {len(valid)} rows but manifest {dataset} has {len(manifest)}")
-    return probe_components(arrays, valid, manifest, label_data(manifest, labels), config, run.run_id)
+    own = OwnPrediction.of(record.history)
+    prediction = arrays.pop(own.component) if own is not None and own.component in arrays else None
+    outcome = probe_components(arrays, valid, manifest, label_data(manifest, labels), config, run.run_id)
+    if prediction is not None and (labels is None or own.label in labels):
+        score_own_prediction(outcome, prediction, valid, manifest, own, run.run_id)
+    return outcome
+
+
+def score_own_prediction(outcome: ProbeOutcome, prediction: np.ndarray, valid: np.ndarray, manifest: Manifest,
+                         own: OwnPrediction, run_id: str) -> None:
+    """Score a method's own prediction of ``own.label`` (``prediction`` (N, 1), manifest row order)
+    on the valid, labelled test rows with the label's metrics; nothing is fitted here."""
+    data = label_data(manifest, [own.label])[0]
+    x = np.asarray(prediction, dtype=np.float64).reshape(len(valid), -1)[:, 0]
+    split = manifest.table["split"].to_numpy()
+    usable = np.asarray(valid, dtype=bool) & data.observed & np.isfinite(x)
+    test, n_train = usable & (split == "test"), int((usable & (split == "train")).sum())
+    if not test.any():
+        outcome.skipped.append(f"{own.component} × {own.label}: no labelled test rows; not scored")
+        return
+    protocol = (f"{manifest.split_protocol or 'manifest train/val/test split'}; the method's own prediction "
+                f"({own.how}), scored on test as it is")
+    for name in metrics.label_metrics(data.spec.kind, data.spec.scale):
+        _add_score(outcome, run_id, own.component, own.label, name, data.values[test], x[test], protocol, n_train,
+                   int(test.sum()))
 
 
 def probe_runs(store: Store, runs: Sequence[RunEntry], config: ProbeConfig = ProbeConfig(),

@@ -5,6 +5,7 @@ from mmpipe.adapters.methods import (  # noqa: F401
     apollo,
     contrastive,
     cross_attention,
+    dlf,
     drimu,
     inputs,
     late_fusion,
