@@ -1,31 +1,39 @@
 """Extraction benchmarks on CPU with a full-size WavLM-base+ architecture (random weights from
 ``WavLMConfig()`` defaults, so no download is needed). Run on demand (about 4 min per repeat on
-an idle 2-core box at the default 192 clips; two to three times that under other load):
+an idle 2-core box at the default 192 clips; two to four times that under other load):
 
-    python tests/benchmarks/bench_extract.py [--clips 192] [--repeats 2] [--batch-size N] [--workers N]
+    python tests/benchmarks/bench_extract.py [--clips 192] [--repeats 3] [--paired-clips 96]
+                                             [--batch-size N] [--workers N]
 
 The command runs with the CLI's own defaults (batch size, workers, stored dtype) unless
 ``--batch-size`` / ``--workers`` are given, so the figures are what a user gets by default.
 192 clips (CREMA-D has 7,442) amortise the command's fixed start-up (imports, model build,
-about 4–5 s) roughly as a real run does, which a 48-clip run does not.
+about 7–9 s) roughly as a real run does, which a 48-clip run does not.
 
 (a) overhead ratio = wall time of the whole ``mmpipe extract`` command (process start, model load,
     decoding, forward, writes) ÷ the bare encoder forward over the same pre-decoded batches
     (the batches the engine forms: same per-chunk bucketing and batch size). Target ≤ 1.15.
 (b) speed-up of mmpipe over a naive loop: one clip at a time, fp32, decoding in the main process.
+(c) the results are the naive loop's: the command's stored float16 rows against the naive loop's
+    float32 rows rounded to float16 (elements that differ, by how many ulp), and a float32
+    extraction with the default batch size and workers (the first ``--paired-clips`` clips)
+    against the naive rows: max over rows of max |Δ| / mean |naive row|.
 
 The box this runs on is shared, and a busy neighbour slows the 2-thread forward by up to 3×
 within minutes, so (a) taken from runs minutes apart mixes the engine's overhead with load
-drift. Two load-robust factors are therefore printed too, each from timings taken side by side:
+drift. Load-robust figures are therefore printed too, each from measurements taken side by side:
 
+- each repeat's own ratios (command ÷ bare, naive ÷ command), and their medians;
+- CPU seconds (all threads; the command's with its DataLoader workers, from ``RUSAGE_CHILDREN``):
+  other processes' load barely changes them, though threads spinning while descheduled count;
 (a1) command wall ÷ the forward time the command recorded itself (same run);
 (a2) the engine's forward ÷ a bare forward of the same batch, paired batch by batch in one
      process (``extract()`` with an encoder that also times a bare forward next to each of its
      own; the order alternates). It answers whether the engine's forwards are slower than bare
-     ones (worker processes competing for cores, different batches, pinned/shared inputs).
+     ones (worker processes competing for cores, different batches, shared-memory inputs).
 
 and (a1 × a2) estimates (a) without load drift. Repeats are interleaved (their order alternates),
-the minimum of each kept, and ``os.getloadavg()`` printed with each figure.
+medians are kept, and ``os.getloadavg()`` is printed with each figure.
 
 Clip durations are drawn from 1.3–3.5 s (CREMA-D's range is about 1.3–5 s, mean ≈ 2.5 s).
 """
@@ -35,7 +43,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,7 +61,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from mmpipe.pipeline.datasets.folder import FolderConfig  # noqa: E402
 from mmpipe.pipeline.encoders import ENCODERS  # noqa: E402
-from mmpipe.pipeline.extract import ExtractOptions, extract, plan_chunk  # noqa: E402
+from mmpipe.pipeline.engines.rows import plan_chunk  # noqa: E402
+from mmpipe.pipeline.extract import ExtractOptions, extract  # noqa: E402
+from mmpipe.store.features import FeatureEntry  # noqa: E402
 from mmpipe.store.root import Store  # noqa: E402
 from tests.media import write_wav  # noqa: E402
 
@@ -78,9 +90,11 @@ def engine_batches(lengths: list[int], batch_size: int, chunk_rows: int) -> list
                                     batch_size)]
 
 
-def paired_engine_vs_bare(root: Path, weights: Path, clips: int, options: ExtractOptions) -> tuple[float, float]:
-    """(engine forward seconds, bare forward seconds) over the same batches, paired per batch."""
-    paths = write_clips(root / "paired", clips, seed=1)
+def paired_engine_vs_bare(root: Path, weights: Path, clips: int,
+                          options: ExtractOptions) -> tuple[float, float, np.ndarray]:
+    """(engine forward seconds, bare forward seconds) over the same batches, paired per batch, and
+    the rows the engine stored. The clips are the first ``clips`` of the main data (same seed)."""
+    paths = write_clips(root / "paired", clips, seed=0)
     wavlm = ENCODERS.get("wavlm")
     bare = wavlm()
     bare.load("cpu", weights)
@@ -112,9 +126,27 @@ def paired_engine_vs_bare(root: Path, weights: Path, clips: int, options: Extrac
 
     bare.encode(preparer.collate([decoded[paths[0].name]]))  # warm-up
     config = FolderConfig(data_dir=str(root / "paired"), modalities=("audio:audio",))
-    extract(Store.open(root / "paired-store", create=True), "folder", config, Paired(), weights=weights,
-            options=options, show_progress=False)
-    return sum(p[0] for p in pairs), sum(p[1] for p in pairs)
+    result = extract(Store.open(root / "paired-store", create=True), "folder", config, Paired(), weights=weights,
+                     options=options, show_progress=False)
+    assert result.entry.valid().all()
+    ratios = [engine / bare for engine, bare in pairs]
+    print(f"     per-batch engine/bare ratios: median {statistics.median(ratios):.3f}, "
+          f"{[round(r, 2) for r in ratios]}")
+    return sum(p[0] for p in pairs), sum(p[1] for p in pairs), result.entry.load("data").numpy()
+
+
+def relative_gap(rows: np.ndarray, reference: np.ndarray) -> float:
+    """max over rows of max |row - reference| / mean |reference row|."""
+    return float((np.abs(rows - reference).max(axis=1) / np.abs(reference).mean(axis=1)).max())
+
+
+def float16_gap(stored: np.ndarray, reference: np.ndarray) -> tuple[int, float]:
+    """(elements of ``stored`` (float16) that differ from ``reference`` (float32) rounded to
+    float16, the largest difference in float16 ulps)."""
+    rounded = reference.astype(np.float16)
+    ulps = np.abs(stored.astype(np.float32) - rounded.astype(np.float32)) / np.spacing(np.abs(rounded)).astype(
+        np.float32)
+    return int((stored != rounded).sum()), float(ulps.max())
 
 
 def main() -> None:
@@ -122,9 +154,11 @@ def main() -> None:
     parser.add_argument("--clips", type=int, default=192)
     parser.add_argument("--batch-size", type=int, default=None, help="default: the CLI's default")
     parser.add_argument("--workers", type=int, default=None, help="default: the CLI's default")
-    parser.add_argument("--repeats", type=int, default=2, help="interleaved repeats; the minimum of each is kept")
-    parser.add_argument("--paired-clips", type=int, default=48, help="clips of the paired check (a2); 0 skips it")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats; medians are kept")
+    parser.add_argument("--paired-clips", type=int, default=96,
+                        help="clips of the paired check (a2) and the float32 check (c), the first of --clips; 0 skips")
     args = parser.parse_args()
+    args.paired_clips = min(args.paired_clips, args.clips)
     root = Path(tempfile.mkdtemp(prefix="mmpipe-bench-"))
     paths = write_clips(root / "data", args.clips, seed=0)
     write_clips(root / "warm", 2, seed=2)
@@ -156,15 +190,30 @@ def main() -> None:
     print(f"{args.clips} clips, {sum(lengths) / 16_000:.0f} s of audio; batch size {batch_size}, {workers} worker(s), "
           f"torch threads {torch.get_num_threads()}; {load()}", flush=True)
 
+    command_rows: list[np.ndarray] = []  # what each command stored (float16 by default)
+
+    cpu: dict[str, list[float]] = {"command": [], "bare": [], "naive": []}  # CPU seconds, all threads
+
+    def children_cpu() -> float:  # the command and its DataLoader workers, once they have exited
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime
+
     def run_command() -> tuple[float, dict[str, Any]]:
         shutil.rmtree(store / "features", ignore_errors=True)
+        cpu_started = children_cpu()
         started = time.perf_counter()
         subprocess.run(command(root / "data"), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return time.perf_counter() - started, meta()
+        seconds = time.perf_counter() - started
+        cpu["command"].append(children_cpu() - cpu_started)
+        entry = FeatureEntry.open(next((store / "features" / "folder.audio.wavlm").glob("*/meta.json")).parent)
+        assert entry.valid().all(), entry.failures()
+        command_rows.append(entry.load("data", dtype=None).numpy())
+        return seconds, meta()
 
     walls: list[tuple[float, dict[str, Any]]] = []
     bares: list[float] = []
     naives: list[float] = []
+    naive_rows: list[np.ndarray] = []  # the naive loop's pooled float32 rows, in row order
     decoded: list[dict[str, torch.Tensor]] = []
 
     def run_bare() -> float:
@@ -179,10 +228,13 @@ def main() -> None:
         return time.perf_counter() - started
 
     def run_naive() -> float:
+        rows = []
         started = time.perf_counter()
         for path in paths:  # decode in the main process, one clip per forward, fp32
-            encoder.encode(preparer.collate([preparer(path)]))
-        return time.perf_counter() - started
+            rows.append(encoder.encode(preparer.collate([preparer(path)])).pooled[0].numpy())
+        seconds = time.perf_counter() - started
+        naive_rows[:] = rows
+        return seconds
 
     for repeat in range(args.repeats):
         for name in (["command", "bare", "naive"] if repeat % 2 == 0 else ["naive", "bare", "command"]):
@@ -190,35 +242,64 @@ def main() -> None:
                 walls.append(run_command())
                 seconds = walls[-1][0]
             else:
+                cpu_started = time.process_time()
                 (bares if name == "bare" else naives).append((run_bare if name == "bare" else run_naive)())
+                cpu[name].append(time.process_time() - cpu_started)
                 seconds = (bares if name == "bare" else naives)[-1]
-            print(f"  repeat {repeat} {name}: {seconds:.1f} s; {load()}", flush=True)
+            print(f"  repeat {repeat} {name}: {seconds:.1f} s, {cpu[name][-1]:.1f} CPU s; {load()}", flush=True)
 
-    cli_wall, timings = min(walls, key=lambda w: w[0])[0], min(walls, key=lambda w: w[0])[1]["timings"]
-    bare, naive = min(bares), min(naives)
+    # medians over the repeats, and the ratios of each repeat's own timings (taken minutes, not
+    # hours, apart, so less load drift), then their medians
+    middle = sorted(range(len(walls)), key=lambda i: walls[i][0])[(len(walls) - 1) // 2]
+    cli_wall, timings = walls[middle][0], walls[middle][1]["timings"]
+    bare, naive = statistics.median(bares), statistics.median(naives)
+    overheads = [w / b for (w, _), b in zip(walls, bares, strict=True)]
+    speedups = [n / w for (w, _), n in zip(walls, naives, strict=True)]
     engine = timings["wall_s"] + timings["load_s"]
     print(f"command walls {[round(w, 1) for w, _ in walls]}, bare {[round(x, 1) for x in bares]}, "
-          f"naive {[round(x, 1) for x in naives]}")
-    print(f"bare forward over the same batches: {bare:.1f} s")
-    print(f"mmpipe extract command wall time:   {cli_wall:.1f} s (engine load->publish {engine:.1f} s; forward "
-          f"{timings['forward_s']:.1f} s, decode {timings['decode_s']:.1f} s in workers, waiting for data "
-          f"{timings['wait_s']:.1f} s, write {timings['write_s']:.2f} s)")
-    print(f"naive loop (1 clip/forward, decode in main): {naive:.1f} s")
+          f"naive {[round(x, 1) for x in naives]} (per repeat)")
+    print(f"bare forward over the same batches: {bare:.1f} s (median)")
+    print(f"mmpipe extract command wall time:   {cli_wall:.1f} s (median run: engine load->publish {engine:.1f} s; "
+          f"load {timings['load_s']:.1f} s, forward {timings['forward_s']:.1f} s, decode {timings['decode_s']:.1f} s "
+          f"in workers, waiting for data {timings['wait_s']:.1f} s, write {timings['write_s']:.2f} s)")
+    print(f"naive loop (1 clip/forward, decode in main): {naive:.1f} s (median)")
     print(f"first command (2 clips, weights hash not yet memoised): {cold:.1f} s")
-    print(f"(a) overhead ratio, command wall / bare forward: {cli_wall / bare:.3f}  (target <= 1.15; "
-          f"engine without process start: {engine / bare:.3f})")
-    a1 = cli_wall / timings["forward_s"]
-    print(f"(a1) command wall / its own forward time (same run): {a1:.3f}; fixed cost "
-          f"{cli_wall - timings['forward_s']:.1f} s")
+    print(f"(a) overhead ratio, command wall / bare forward: median of the repeats' own ratios "
+          f"{statistics.median(overheads):.3f} {[round(x, 3) for x in overheads]}; of the medians {cli_wall / bare:.3f} "
+          f"(target <= 1.15; engine without process start: {engine / bare:.3f})")
+    c_command, c_bare, c_naive = (statistics.median(cpu[k]) for k in ("command", "bare", "naive"))
+    print(f"CPU seconds (medians; all threads and processes; spinning threads count too): command {c_command:.1f}, "
+          f"bare {c_bare:.1f}, naive {c_naive:.1f}: (a) on CPU time {c_command / c_bare:.3f}, (b) on CPU time "
+          f"{c_naive / c_command:.2f}x")
+    a1s = [w / m["timings"]["forward_s"] for w, m in walls]
+    a1 = statistics.median(a1s)
+    print(f"(a1) command wall / its own forward time (same run): {a1:.3f} {[round(x, 3) for x in a1s]}; fixed cost "
+          f"{[round(w - m['timings']['forward_s'], 1) for w, m in walls]} s")
+    reference = np.stack(naive_rows)
+    stored_dtype = meta()["dtype"]
+    same = all(np.array_equal(rows, command_rows[0]) for rows in command_rows)
+    if stored_dtype == "float16":
+        differing, ulps = float16_gap(command_rows[0], reference)
+        print(f"(c) stored float16 rows vs the naive loop's float32 rows rounded to float16: {differing} of "
+              f"{reference.size} elements differ, by at most {ulps:.0f} ulp; relative gap "
+              f"{relative_gap(command_rows[0].astype(np.float32), reference):.1e}; every command stored the same "
+              f"rows: {same}")
+    else:
+        print(f"(c) stored {stored_dtype} rows vs the naive loop's: relative gap "
+              f"{relative_gap(command_rows[0].astype(np.float32), reference):.1e}; identical runs: {same}")
     if args.paired_clips:
-        options = ExtractOptions(batch_size=batch_size, num_workers=workers, device="cpu")
-        engine_s, bare_s = paired_engine_vs_bare(root, weights, args.paired_clips, options)
+        options = ExtractOptions(batch_size=batch_size, num_workers=workers, device="cpu", dtype="float32")
+        engine_s, bare_s, paired_rows = paired_engine_vs_bare(root, weights, args.paired_clips, options)
+        print(f"(c) float32 rows of the default engine ({args.paired_clips} clips) vs the naive loop: relative gap "
+              f"{relative_gap(paired_rows, reference[:args.paired_clips]):.1e} (max |diff| / mean |row|)")
         a2 = engine_s / bare_s
         print(f"(a2) engine forward / bare forward, paired per batch ({args.paired_clips} clips): {a2:.3f} "
               f"({engine_s:.1f} s vs {bare_s:.1f} s); {load()}")
         print(f"(a) load-robust estimate a1 x a2: {a1 * a2:.3f}")
-    print(f"(b) speed-up over the naive loop: {naive / cli_wall:.2f}x (engine only: {naive / engine:.2f}x; "
-          f"bare batched forward vs naive: {naive / bare:.2f}x)")
+    print(f"(b) speed-up over the naive loop: median of the repeats' own ratios {statistics.median(speedups):.2f}x "
+          f"{[round(x, 2) for x in speedups]}; of the medians {naive / cli_wall:.2f}x (engine only: "
+          f"{naive / engine:.2f}x; bare batched forward vs naive: "
+          f"{statistics.median([n / b for n, b in zip(naives, bares, strict=True)]):.2f}x)")
     print(f"    throughput: {args.clips / cli_wall:.2f} clips/s (command), {timings['clips_per_s']:.2f} clips/s "
           f"(engine); {load()}")
     shutil.rmtree(root)
