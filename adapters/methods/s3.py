@@ -53,17 +53,25 @@ experts per token, router excluded, relative to ρ = 1), the router's share of a
 Choices where the paper is silent, each a config field: widths d_m (``widths``; default 40 per
 modality, FactorCL's width for MOSI vision, UR-FUNNY and MUStARD; FactorCL's MOSI text is 600),
 d_ff = ``ffn_ratio``·d (4: "typically d_ff = 4d", §4.1; Table 5's ~34 % expert share would fit
-ffn_ratio = 1 better), ``heads`` 5, ``dropout`` 0.1, ``activation`` relu, ``pooling`` last valid
-step (the reference reads the last *padded* step), inputs standardised per feature with the train
-rows' valid steps (``standardize``), the second view (``intra`` InfoNCE over dropout + router
-noise, read from Eq. 25), τ = 0.07, λ_intra = λ_cross = 1, λ_aux = 0.01 and the four routing weights
-1, σ = 1/N_E, Adam lr 1e-4 (Specialization) and 1e-3 (router-only Selection), batch 128, epoch caps
-100 / 50 with ``patience`` 10 on the val loss (the best val epoch of each stage is kept), β = 1, no
-router noise in Selection (``selection_router_noise``), a continuous task label binarised as
-y ≥ ``binarize_at`` (0: FactorCL's ``mosi_label``), a linear loss head per modality only when the
-widths differ (``loss_head``: cross-modal terms need one space), Sparsification batches of 128
-rows. Ablations (Table 3, Fig. 6): ``selection_losses`` = ts / im / none (none: Sparsification
-right after Specialization); G by ``granularity``.
+ffn_ratio = 1 better), ``heads`` 5, ``dropout`` 0.1 (``attention_dropout`` 0: PyTorch's layer also
+drops attention weights, which doubled the attention's cost), ``activation`` relu, ``pooling``
+the last valid step (the reference reads the last *padded* step), inputs standardised per feature
+with the train rows' valid steps (``standardize``), the second view of L_intra (dropout + router
+noise, our reading of Eq. 25), τ = 0.07, λ_intra = λ_cross = 1, λ_aux = 0.01 and the four routing
+weights 1 (``aux_weights``), σ = 1/N_E (V-MoE), the routing losses averaged over layers and
+modalities, Adam with lr 1e-3 in both trained stages (``lr``, ``selection_lr``; FactorCL's 1e-4
+had not converged after 60 steps where 1e-3 had a lower val loss after 16: tests/benchmarks/
+s3_notes.md), batch 128, epoch caps 100 (Specialization) and 20 (Selection: a MOSI-size fit's
+time budget; its val loss was still falling at 50) unless the val loss plateaus for ``patience`` 5
+epochs (the best val epoch of each stage is kept), β = 1, no router noise in Selection
+(``selection_router_noise``), a continuous task label binarised as y ≥ ``binarize_at`` (0:
+FactorCL's ``mosi_label``), a linear loss head per modality only when the widths differ
+(``loss_head``: the cross-modal terms compare z_1 with z_2), Sparsification batches of
+``sparsify_batch_size`` 128 rows, ρ chosen by the probe above (``probe_c_grid``). Sequence lengths
+come with the inputs (`transform`'s ``lengths``); without them they are read from the store's zero
+padding (`infer_lengths`), and the record counts the valid rows where that would differ.
+Ablations (Table 3, Fig. 6): ``selection_losses`` = ts / im / none (none: Sparsification right
+after Specialization); the granularity G by ``granularity``.
 """
 
 from __future__ import annotations
@@ -157,14 +165,14 @@ class S3Config(Checked):
     beta: Annotated[float, NON_NEGATIVE] = 1.0
     target: str | None = None  # None: the dataset's joint label
     binarize_at: Annotated[float, FINITE] = 0.0  # a continuous label's class is y >= binarize_at
-    lr: Annotated[float, POSITIVE] = 1e-4
+    lr: Annotated[float, POSITIVE] = 1e-3
     selection_lr: Annotated[float, POSITIVE] = 1e-3
     weight_decay: Annotated[float, NON_NEGATIVE] = 0.0
     # not "batch_size": fingerprints drop that name, and here it shapes the result; at most the train rows
     minibatch_size: Annotated[int, between(2, 2**20)] = 128
     max_epochs_specialization: Annotated[int, EPOCHS] = 100
-    max_epochs_selection: Annotated[int, between(0, MAX_EPOCHS)] = 50  # 0: no Selection
-    patience: Annotated[int, EPOCHS] = 10
+    max_epochs_selection: Annotated[int, between(0, MAX_EPOCHS)] = 20  # 0: no Selection
+    patience: Annotated[int, EPOCHS] = 5
     min_rel_improvement: Annotated[float, NON_NEGATIVE] = 1e-3
     sparsify_batch_size: Annotated[int, between(1, 2**20)] = 128
     probe_c_grid: Annotated[tuple[float, ...], POSITIVE, Length(1, None)] = (0.01, 0.1, 1.0, 10.0, 100.0)
