@@ -613,8 +613,8 @@ class DLFFit:
         train_s = time.perf_counter() - self.started
         inferred = sum(int((infer_lengths(self.values[m][self.data.valid]) != self.lengths[m][self.data.valid]).sum())
                        for m in model.kept)
-        how = (f"DLF's regression output ŷ of {self.target.name}, trained on the train rows, checkpoint of the best "
-               f"validation L1 (epoch {history['best_epoch']})")
+        # the same words for every seed: the protocol of a score names how it was made, not one run's epoch
+        how = f"DLF's regression output ŷ of {self.target.name}, trained on train, the epoch of the best validation L1"
         record = {
             **history,
             "target": self.target.name,
