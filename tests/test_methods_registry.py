@@ -18,7 +18,9 @@ import torch
 
 from mmpipe.adapters import METHODS
 from mmpipe.adapters.data import ModalityInput, MultimodalFeatures, load_features
+from mmpipe.adapters.methods.dlf import DLFConfig
 from mmpipe.adapters.methods.multiloreft import MultiLoReFTConfig
+from mmpipe.adapters.methods.s3 import S3Config
 from mmpipe.adapters.targets import supervised_target
 from mmpipe.adapters.training import single_cpu_thread
 from mmpipe.pipeline.datasets.sim1 import Sim1Config
@@ -38,6 +40,12 @@ FAST = {
     "cross-attention": METHODS.get("cross-attention").Config(**_BASE),
     "mult-interactions": METHODS.get("mult-interactions").Config(**_BASE),
     "contrastive": METHODS.get("contrastive").Config(**_BASE),
+    "s3": S3Config(widths=(8, 8), heads=2, layers=2, granularity=4, expansion=2, minibatch_size=32,
+                   max_epochs_specialization=2, max_epochs_selection=2, patience=2, sparsify_batch_size=60,
+                   probe_c_grid=(1.0,), target="y_s", device="cpu"),
+    "dlf": DLFConfig(d_model=8, heads=2, layers=1, memory_layers_self=1, memory_layers_cross=1, conv_kernel=3,
+                     ortho_chunk=4, minibatch_size=16, accumulate=1, max_epochs=3, early_stop=3, target="y_cond",
+                     device="cpu"),
 }
 
 LossFn = Callable[[torch.nn.Module, MultimodalFeatures, torch.Tensor], torch.Tensor]  # model, data, train rows → loss
@@ -68,7 +76,16 @@ TRAINING_LOSS: dict[str, LossFn | None] = {
     "cross-attention": _supervised,
     "mult-interactions": _supervised,
     "contrastive": lambda m, d, r: m.objective(*_batch(m, d, r)),
+    "s3": lambda m, d, r: m.objective(d, d.split_index["train"][r])["spec"],
+    "dlf": lambda m, d, r: _dlf_loss(m, d, d.split_index["train"][r]),
 }
+
+
+def _dlf_loss(model: torch.nn.Module, data: MultimodalFeatures, rows: torch.Tensor) -> torch.Tensor:
+    y = torch.tensor(data.manifest.table["y_cond"].to_numpy(), dtype=torch.float32)[rows]
+    inputs = {i.modality: i.values[rows] for i in data.inputs}
+    lengths = {i.modality: i.lengths[rows] for i in data.inputs}
+    return model.losses(model(inputs, lengths, with_losses=True), y)["total"]
 
 
 def test_every_registered_method_has_a_fast_config_and_a_loss():
@@ -79,10 +96,39 @@ def test_every_registered_method_has_a_fast_config_and_a_loss():
 
 
 @pytest.fixture(scope="module")
-def data(tmp_path_factory) -> MultimodalFeatures:
+def pooled_data(tmp_path_factory) -> MultimodalFeatures:
     store = Store.open(tmp_path_factory.mktemp("registry") / "store", create=True)
     simulate(store, "sim1", Sim1Config(n=240))
     return load_features(store, "sim1", {"m1": None, "m2": None})
+
+
+def _as_sequences(data: MultimodalFeatures) -> MultimodalFeatures:
+    """sim1's rows as end-padded sequences of 1–4 steps (x plus noise at every valid step, zeros
+    after), for the methods that take sequences."""
+    generator = torch.Generator().manual_seed(4)
+    inputs = []
+    for item in data.inputs:
+        n, d = item.values.shape
+        lengths = torch.randint(1, 5, (n,), generator=generator)
+        steps = item.values[:, None, :] + 0.1 * torch.randn(n, 4, d, generator=generator)
+        steps = steps * (torch.arange(4)[None, :, None] < lengths[:, None, None])
+        inputs.append(dataclasses.replace(item, values=steps, lengths=lengths))
+    return dataclasses.replace(data, inputs=tuple(inputs))
+
+
+@pytest.fixture(scope="module")
+def sequence_data(pooled_data) -> MultimodalFeatures:
+    return _as_sequences(pooled_data)
+
+
+@pytest.fixture
+def data(request, pooled_data, sequence_data) -> MultimodalFeatures:
+    """A test's inputs: sequences for a method that takes them, pooled rows otherwise; three
+    modalities for a method that takes no fewer."""
+    name = request.node.callspec.params.get("name") if hasattr(request.node, "callspec") else None
+    if name and METHODS.get(name).modality_count[0] >= 3:
+        return _as_sequences(three_modalities(pooled_data))
+    return sequence_data if name and "sequence" in METHODS.get(name).input_kinds else pooled_data
 
 
 def three_modalities(data: MultimodalFeatures) -> MultimodalFeatures:
@@ -181,8 +227,9 @@ def test_fast_configs_are_real_configs():
 def test_declared_number_and_kind_of_inputs(name):
     cls = METHODS.get(name)
     low, high = cls.modality_count
+    taken = "pooled" if "pooled" in cls.input_kinds else "sequence"
     for count in range(1, 5):
-        kinds = {f"m{i}": "pooled" for i in range(1, count + 1)}
+        kinds = {f"m{i}": taken for i in range(1, count + 1)}
         if low <= count and (high is None or count <= high):
             cls.check_inputs(kinds)
         else:
@@ -192,10 +239,15 @@ def test_declared_number_and_kind_of_inputs(name):
         kinds = {f"m{i}": "pooled" for i in range(1, low + 1)} | {"m1": "sequence"}
         with pytest.raises(UserError, match="m1 is a sequence feature"):
             cls.check_inputs(kinds)
+    if "pooled" not in cls.input_kinds:
+        kinds = {f"m{i}": "sequence" for i in range(1, low + 1)} | {"m1": "pooled"}
+        with pytest.raises(UserError, match="m1 is a pooled feature"):
+            cls.check_inputs(kinds)
 
 
-@pytest.mark.parametrize("name", [n for n in METHODS.names()
-                                  if METHODS.get(n).modality_count[1] is None or METHODS.get(n).modality_count[1] >= 3])
+@pytest.mark.parametrize("name", [n for n in METHODS.names()  # a method of exactly 3 is fitted on 3 above
+                                  if METHODS.get(n).modality_count[0] < 3 and
+                                  (METHODS.get(n).modality_count[1] is None or METHODS.get(n).modality_count[1] >= 3)])
 def test_three_modality_fit(name, data):
     three = three_modalities(data)
     config = FAST[name]
