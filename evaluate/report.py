@@ -222,6 +222,17 @@ def _groups(columns: list[dict[str, Any]], lead: int) -> list[HeaderGroup]:
     return groups
 
 
+def _bold_best_rows(names: list[str], found: list[list[Any]], columns: list[dict[str, Any]]) -> list[list[Cell]]:
+    """One row per method name, mean ± std per column (— where missing); the best of each column bold."""
+    rows = [[Cell(n)] + [Cell(format_mean_std(f["mean"], f["std"]) if f else "—") for f in line]
+            for n, line in zip(names, found, strict=True)]
+    for j, column in enumerate(columns):
+        for best in _best([line[j]["mean"] if line[j] else None for line in found],
+                          metrics.higher_is_better(column["metric"])):
+            rows[best][1 + j] = Cell(rows[best][1 + j].text, bold=True)
+    return rows
+
+
 def _best(values: list[float | None], higher_is_better: bool) -> set[int]:
     """Indices of the best value (ties at the printed precision are all best)."""
     rounded = {i: round(v, 3) for i, v in enumerate(values) if v is not None}
@@ -299,12 +310,7 @@ def fusion_table(data: ReportData) -> Table | None:
     if not columns or not names:
         return None
     found = [[cell_of.get((n, c["dataset"], c["label"], c["metric"])) for c in columns] for n in names]
-    rows = [[Cell(n)] + [Cell(format_mean_std(f["mean"], f["std"]) if f else "—") for f in line]
-            for n, line in zip(names, found, strict=True)]
-    for j, column in enumerate(columns):
-        for best in _best([line[j]["mean"] if line[j] else None for line in found],
-                          metrics.higher_is_better(column["metric"])):
-            rows[best][1 + j] = Cell(rows[best][1 + j].text, bold=True)
+    rows = _bold_best_rows(names, found, columns)
     caption = "Fused representation of each method predicting the joint label(s); bold: best per column."
     return Table("fusion", "Fusion", caption, ["Method"] + [_header(c) for c in columns], rows,
                  _groups(columns, 1), frozenset(), _notes(data, names, columns))
@@ -376,12 +382,7 @@ def msa_table(data: ReportData) -> Table | None:
     groups = [HeaderGroup("", 1)] + [HeaderGroup(d if per_dataset[d] == 1 else f"{d}: {lab}", len(metrics.MSA))
                                      for d, lab in scored]
     found = [[cell_of.get((n, c["dataset"], c["label"], c["metric"])) for c in columns] for n in names]
-    rows = [[Cell(n)] + [Cell(format_mean_std(f["mean"], f["std"]) if f else "—") for f in line]
-            for n, line in zip(names, found, strict=True)]
-    for j, column in enumerate(columns):
-        for best in _best([line[j]["mean"] if line[j] else None for line in found],
-                          metrics.higher_is_better(column["metric"])):
-            rows[best][1 + j] = Cell(rows[best][1 + j].text, bold=True)
+    rows = _bold_best_rows(names, found, columns)
     headers = [f"{metrics.display(c['metric'])} {metrics.metric(c['metric']).arrow}" for c in columns]
     caption = ("Multimodal sentiment analysis in the layout of the DLF paper's Table 1 (fractions, not percent). "
                "has0: a zero label counts as positive; non0: rows whose label is 0 are left out (the DLF "
