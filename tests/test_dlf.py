@@ -15,7 +15,7 @@ import torch
 from mmpipe.adapters import METHODS
 from mmpipe.adapters.accumulation import Schedule, train_accumulated
 from mmpipe.adapters.data import load_features
-from mmpipe.adapters.methods.dlf import DLF, DLFConfig, DLFFit, infer_lengths, regression_target
+from mmpipe.adapters.methods.dlf import DLF, DLFConfig, DLFFit, cpu_threads, infer_lengths, regression_target
 from mmpipe.adapters.mult import MulTEncoder, keep_mask, sinusoidal_positions, visible
 from mmpipe.adapters.predictions import PREDICTION, OwnPrediction
 from mmpipe.adapters.training import single_cpu_thread
@@ -261,6 +261,14 @@ def test_the_lfa_queries_with_language_only():
     default = DLF(DLFConfig(device="cpu"), DIMS, dict.fromkeys(DIMS, 6))
     assert [len(default.memory[m].layers) for m in DIMS] == [2, 3, 3]
     assert default.project["text"].kernel_size == (5,) and default.project["text"].bias is None
+
+
+def test_cpu_threads_are_set_for_the_fit_and_restored():
+    before = torch.get_num_threads()
+    for threads in (1, 2):
+        with cpu_threads(torch.device("cpu"), threads):
+            assert torch.get_num_threads() == threads
+        assert torch.get_num_threads() == before
 
 
 def test_config_relations_are_checked():

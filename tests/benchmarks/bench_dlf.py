@@ -2,7 +2,7 @@
 
     python tests/benchmarks/bench_dlf.py epoch  [--epochs 2] [--dir DIR]
     python tests/benchmarks/bench_dlf.py fit    [--seed 0] [--dir DIR]
-    python tests/benchmarks/bench_dlf.py simseq [--seeds 0,1,2] [--n 2000]
+    python tests/benchmarks/bench_dlf.py simseq [--seeds 0,1,2] [--n 2000] [--max-epochs 200] [--jobs 1]
 
 epoch:  a MOSI-size synthetic set in MMSA's aligned_50.pkl layout (tests/affect_files.py: 1,284 /
         229 / 686 clips, 50 steps, text 768-d, audio 5-d, vision 20-d, text lengths 3..50, audio and
@@ -17,6 +17,8 @@ simseq: DLF and late fusion (both on simseq's text/audio/vision; late fusion on 
         DLF's own regression output on test (MSA metrics of ``sentiment``) beside late fusion's
         probe of its fused layer, and per component the probes of the labels whose owner is known
         (y_all shared, y_text / y_audio / y_vision specific, y_ta / y_tv / y_av pairs), with Δ.
+        ``--max-epochs`` caps DLF's epochs (its early stopping may take long at lr 1e-4); ``--jobs``
+        fits that many seeds at once in worker processes.
 
 Numbers measured here, and what they mean: dlf_notes.md beside this script.
 """
@@ -103,7 +105,7 @@ def _table(store: Store, sql: str) -> None:
     print()
 
 
-def bench_simseq(seeds: list[int], n: int) -> None:
+def bench_simseq(seeds: list[int], n: int, max_epochs: int, jobs: int, folder: str | None) -> None:
     from mmpipe.adapters.registry import METHODS
     from mmpipe.evaluate.probes import probe_run
     from mmpipe.evaluate.results import save_probes
@@ -112,14 +114,15 @@ def bench_simseq(seeds: list[int], n: int) -> None:
     from mmpipe.pipeline.simulate import simulate
 
     with tempfile.TemporaryDirectory() as tmp:
-        store = Store.open(Path(tmp) / "store", create=True)
+        store = Store.open(Path(folder or tmp) / "store", create=True)  # a kept store: published fits are reused
         simulate(store, "simseq", SimseqConfig(n=n))
         started = time.perf_counter()
-        runs = [o.run for o in fit_runs(store, "dlf", "simseq", INPUTS, DLFConfig(device="cpu"), seeds, progress=print)]
+        config = DLFConfig(device="cpu", max_epochs=max_epochs)
+        runs = [o.run for o in fit_runs(store, "dlf", "simseq", INPUTS, config, seeds, progress=print, jobs=jobs)]
         for run in runs:
             history = run.record.history
-            print(f"dlf seed {run.record.seed}: {history['epochs']} epochs (best {history['best_epoch']}, val L1 "
-                  f"{history['best_val']:.3f}), {run.record.seconds:.0f} s")
+            print(f"dlf seed {run.record.seed}: {run.record.epochs} epochs ({history['reason']}, best "
+                  f"{history['best_epoch']}, val L1 {history['best_val']:.3f}), {run.record.seconds:.0f} s")
         print(f"dlf: {len(seeds)} fits in {time.perf_counter() - started:.0f} s")
         late = METHODS.get("late-fusion").Config(size="input", target="sentiment", device="cpu")
         runs += [o.run for o in fit_runs(store, "late-fusion", "simseq", INPUTS, late, seeds, pooling="mean")]
@@ -143,10 +146,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--seeds", default="0,1,2")
     parser.add_argument("--n", type=int, default=2000)
+    parser.add_argument("--max-epochs", type=int, default=200)
+    parser.add_argument("--jobs", type=int, default=1)
     parser.add_argument("--dir", default=None, help="keep the synthetic file and store here (default: a temp dir)")
     args = parser.parse_args()
     if args.part == "simseq":
-        bench_simseq([int(s) for s in args.seeds.split(",")], args.n)
+        bench_simseq([int(s) for s in args.seeds.split(",")], args.n, args.max_epochs, args.jobs, args.dir)
         return
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(args.dir) if args.dir else Path(tmp)
