@@ -111,9 +111,12 @@ class AdapterMethod(nn.Module):
                 if f.name not in skip and getattr(config, f.name) != getattr(defaults, f.name)}
 
     @abstractmethod
-    def transform(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Named components for rows of ``inputs`` (modality → (N, D_k)), in
-        ``component_names`` order."""
+    def transform(self, inputs: Mapping[str, torch.Tensor],
+                  lengths: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
+        """Named components for rows of ``inputs`` (modality → (N, D_k), or (N, T, D_k) for a
+        method that takes sequences), in ``component_names`` order. ``lengths`` (modality → (N,)
+        valid steps) come with sequence inputs; a method that takes pooled rows only never gets
+        them."""
 
     @classmethod
     @abstractmethod
@@ -162,7 +165,8 @@ class TwoModalityMethod(AdapterMethod):
         """Positionally named components for raw (unstandardised) rows h1 (N, d1), h2 (N, d2)."""
 
     @torch.no_grad()
-    def transform(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def transform(self, inputs: Mapping[str, torch.Tensor],
+                  lengths: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         self.eval()
         out = self.components(*self.pair(inputs))
         return {positional_name(name, self.modalities): out[name] for name in self.positional_names()}

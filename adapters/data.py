@@ -70,6 +70,12 @@ class MultimodalFeatures:
         """modality → all rows (N, D) or (N, T, D)."""
         return {i.modality: i.values for i in self.inputs}
 
+    @property
+    def lengths(self) -> dict[str, torch.Tensor] | None:
+        """modality → (N,) valid steps of each sequence input; None when every input is pooled."""
+        stored = {i.modality: i.lengths for i in self.inputs if i.lengths is not None}
+        return stored or None
+
     def split(self, name: str) -> dict[str, torch.Tensor]:
         """modality → the valid rows of one split."""
         index = self.split_index[name]

@@ -50,7 +50,7 @@ class SupervisedFusion(Sized):
         return target.loss(self.predict(inputs), y)
 
     @torch.no_grad()
-    def transform(self, inputs: Inputs) -> dict[str, torch.Tensor]:
+    def transform(self, inputs: Inputs, lengths: Inputs | None = None) -> dict[str, torch.Tensor]:
         self.eval()
         return self.fuse(self.scaler(inputs))
 

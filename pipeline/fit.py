@@ -137,7 +137,7 @@ def _fit_one(store: Store, cls: type[AdapterMethod], data: MultimodalFeatures, c
     model, history = cls.fit(data, config, seed, progress)
     model = model.cpu()
     transform_started = time.perf_counter()
-    components = model.transform(data.values)
+    components = model.transform(data.values, data.lengths)
     _refuse_non_finite(cls.name, components, data)
     timings = {**history.pop("timings", {}), "transform_s": time.perf_counter() - transform_started}
     epochs, ranks = history.pop("epochs", None), history.pop("ranks", None)

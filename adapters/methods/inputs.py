@@ -43,7 +43,8 @@ class Inputs(AdapterMethod):
         return (*(components.per_modality("h", k) for k in modalities), components.FUSED)
 
     @torch.no_grad()
-    def transform(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    def transform(self, inputs: Mapping[str, torch.Tensor],
+                  lengths: Mapping[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:
         scaled = self.scaler(inputs)  # modality -> (N, D_k)
         return {**{components.per_modality("h", k): v for k, v in scaled.items()},
                 components.FUSED: torch.cat(list(scaled.values()), 1)}
