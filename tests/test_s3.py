@@ -38,10 +38,11 @@ FAST = S3Config(widths=(8, 8), heads=2, layers=2, granularity=4, expansion=2, mi
 
 
 def write_toy(store: Store, n: int = 160, steps: tuple[int, int] = (7, 5), dims: tuple[int, int] = (6, 5),
-              seed: int = 0) -> None:
+              seed: int = 0, silent_rows: int = 0) -> None:
     """A two-modality sequence dataset "toy": a binary label y (joint) carried by a label-dependent
     direction at random steps of each modality, a continuous score (owned by vision), random
-    lengths, zero padding (the store's)."""
+    lengths, zero padding (the store's). The first ``silent_rows`` rows end in a valid all-zero
+    step (silence), so their zero padding reads one step short of their stored length."""
     rng = np.random.default_rng(seed)
     y = rng.integers(0, 2, n)
     split = np.array(["train"] * (n // 2) + ["val"] * (n // 4) + ["test"] * (n - n // 2 - n // 4))
@@ -58,6 +59,8 @@ def write_toy(store: Store, n: int = 160, steps: tuple[int, int] = (7, 5), dims:
         direction = rng.standard_normal(d).astype(np.float32)
         values = rng.standard_normal((n, t, d)).astype(np.float32)
         values += (rng.random((n, t)) < 0.5)[:, :, None] * (2 * y - 1)[:, None, None] * direction
+        lengths[:silent_rows] = np.maximum(lengths[:silent_rows], 2)
+        values[np.arange(silent_rows), lengths[:silent_rows] - 1] = 0
         with store.writer(f"toy.{modality}.seq", {"modality": modality, "seed": seed}, n_rows=n, dim=d, steps=t,
                           dtype="float32") as writer:
             for index in writer.pending_chunks():

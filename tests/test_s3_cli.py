@@ -20,7 +20,7 @@ FAST = ["--set", "widths=8,8", "--set", "heads=2", "--set", "layers=2", "--set",
 
 def test_fit_s3_through_the_cli(tmp_path):
     root = tmp_path / "store"
-    write_toy(Store.open(root, create=True))
+    write_toy(Store.open(root, create=True), silent_rows=3)
     args = ["--store", str(root), "fit", "s3", "--dataset", "toy", "--seeds", "0", *FAST]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -30,7 +30,7 @@ def test_fit_s3_through_the_cli(tmp_path):
     assert record.inputs == {"vision": "toy.vision.seq", "text": "toy.text.seq"} and record.ablation is None
     assert record.settings["granularity"] == 4 and record.n_params > 0 and record.epochs == 4
     summary = S3Summary.from_history(record.history)
-    assert summary.rho_val in summary.rhos and summary.lengths_from_padding_mismatch == 0
+    assert summary.rho_val in summary.rhos and summary.lengths_from_padding_mismatch == 3 * 2  # rows × modalities
     assert [row["stage"] for row in record.history["stage_history"]] == ["specialization", "selection",
                                                                          "sparsification"]
     # the published components are the checkpoint's transform of the rows with their stored lengths
@@ -40,5 +40,8 @@ def test_fit_s3_through_the_cli(tmp_path):
     stored = run.components()
     for name, values in expected.items():
         torch.testing.assert_close(stored[name], values, rtol=0, atol=0)
+    # ... not the lengths the zero padding suggests: the silent rows' last step counts
+    from_padding = model.transform(data.values)
+    assert not torch.equal(from_padding["fused"][:3], stored["fused"][:3])
     again = runner.invoke(app, args)
     assert again.exit_code == 0 and "already fitted, nothing to do" in again.output
