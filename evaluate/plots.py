@@ -5,24 +5,28 @@
   and the test rows are drawn (at most ``max_points``), so the picture shows held-out samples.
 - :func:`rank_trajectory`: the rank of each subspace over epochs (``RunRecord.history["rank_history"]``),
   with the stage boundaries of ``history["stage_history"]`` as dashed lines.
+- S3's pruning curve and routing picture (``history["s3"]``): `evaluate/plots_s3.py`.
+
+:func:`plot_run` draws the PCA scatter of every run, then each figure of ``RECORD_FIGURES`` whose
+history key the run's record holds: what a run gets drawn follows from what it recorded, never
+from its method's name.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from mmpipe.store.errors import UserError  # noqa: E402
-from mmpipe.store.manifest import Manifest  # noqa: E402
-from mmpipe.store.runs import RunEntry  # noqa: E402
-
-FORMATS = ("png", "pdf")
+from mmpipe.evaluate import plots_s3
+from mmpipe.evaluate.plots_output import check_format, save
+from mmpipe.store.errors import UserError
+from mmpipe.store.manifest import Manifest
+from mmpipe.store.root import Store
+from mmpipe.store.runs import RunEntry
 
 
 def pca_2d(x_fit: np.ndarray, x_show: np.ndarray) -> np.ndarray:
@@ -31,11 +35,6 @@ def pca_2d(x_fit: np.ndarray, x_show: np.ndarray) -> np.ndarray:
     _, _, vt = np.linalg.svd(x_fit - mean, full_matrices=False)  # (k, r)
     projected = (x_show - mean) @ vt[:2].T
     return np.pad(projected, ((0, 0), (0, 2 - projected.shape[1])))
-
-
-def _check_format(fmt: str) -> None:
-    if fmt not in FORMATS:
-        raise UserError(f"unknown plot format {fmt!r}; valid: {', '.join(FORMATS)}")
 
 
 def pca_scatter(run: RunEntry, manifest: Manifest, out: Path, *, components: Sequence[str] | None = None,
@@ -82,7 +81,7 @@ def pca_scatter(run: RunEntry, manifest: Manifest, out: Path, *, components: Seq
                 ax.set_ylabel(f"{spec.name} ({spec.owner})", fontsize=9)
     fig.suptitle(f"{run.run_id}: PCA of each component (test split), coloured by label", fontsize=11)
     fig.tight_layout()
-    return _save(fig, out)
+    return save(fig, out)
 
 
 def _isna(values: np.ndarray) -> np.ndarray:
@@ -117,24 +116,37 @@ def rank_trajectory(run: RunEntry, out: Path) -> Path:
     ax.legend(fontsize=8)
     ax.set_title(f"{run.run_id}: subspace ranks over training", fontsize=10, pad=14)
     fig.tight_layout()
-    return _save(fig, out)
+    return save(fig, out)
 
 
-def _save(fig, out: Path) -> Path:
-    out = Path(out)
-    _check_format(out.suffix.lstrip("."))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=130)
-    plt.close(fig)
-    return out
+@dataclass(frozen=True)
+class RecordFigure:
+    """A figure drawn for every run whose record's history holds ``key``, into ``<run>-<name>.<fmt>``.
+    ``draw(run, out, store, say)``: ``store`` (None: only the run itself is known) for figures that
+    read other runs or the results DB; ``say`` takes one-line notes for the user."""
+
+    key: str
+    name: str
+    draw: Callable[[RunEntry, Path, Store | None, Callable[[str], None]], Path]
+
+
+RECORD_FIGURES = (
+    RecordFigure("rank_history", "ranks", lambda run, out, store, say: rank_trajectory(run, out)),
+    RecordFigure("s3", "pruning", plots_s3.pruning_figure),
+    RecordFigure("s3", "routing", plots_s3.routing_figure),
+)
 
 
 def plot_run(run: RunEntry, manifest: Manifest, out_dir: Path, fmt: str = "png", *,
-             components: Sequence[str] | None = None, labels: Sequence[str] | None = None) -> list[Path]:
-    """All figures of a run into ``out_dir``; the rank plot only when the run recorded ranks."""
-    _check_format(fmt)
+             components: Sequence[str] | None = None, labels: Sequence[str] | None = None,
+             store: Store | None = None, say: Callable[[str], None] = lambda line: None) -> list[Path]:
+    """All figures of a run into ``out_dir``: the PCA scatter, then each of ``RECORD_FIGURES`` the
+    run's record holds the data for. ``store``: where the run's other seeds and probe rows are read
+    (S3's pruning curve); ``say``: receives one-line notes (e.g. that a run is not probed yet)."""
+    check_format(fmt)
     out_dir = Path(out_dir)
     written = [pca_scatter(run, manifest, out_dir / f"{run.run_id}-pca.{fmt}", components=components, labels=labels)]
-    if run.record.history.get("rank_history"):
-        written.append(rank_trajectory(run, out_dir / f"{run.run_id}-ranks.{fmt}"))
+    for figure in RECORD_FIGURES:
+        if run.record.history.get(figure.key):
+            written.append(figure.draw(run, out_dir / f"{run.run_id}-{figure.name}.{fmt}", store, say))
     return written

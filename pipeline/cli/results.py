@@ -154,15 +154,21 @@ def plot(
     label: Annotated[list[str] | None, typer.Option(help="Only these labels (repeatable).")] = None,
     component: Annotated[list[str] | None, typer.Option(help="Only these components (repeatable).")] = None,
 ) -> None:
-    """PCA scatter of each component coloured by each label, and the rank trajectory of the run."""
+    """PCA scatter of each component coloured by each label, plus what the run's record holds: the
+    rank trajectory (MultiLoReFT), S3's pruning curve (test probes of every seed of the setup, from the
+    results DB) and routing picture."""
     from mmpipe.evaluate.plots import plot_run  # matplotlib: imported only when plotting
 
     output_dir(out_dir)
     store = store_of(ctx)
     entry = store.run(run)
     manifest = store.manifest(entry.record.dataset, entry.record.manifest_version)
+    notes: list[str] = []
     with err.status(f"plotting {entry.run_id}"):
-        paths = plot_run(entry, manifest, out_dir, fmt, components=component, labels=label)
+        paths = plot_run(entry, manifest, out_dir, fmt, components=component, labels=label, store=store,
+                         say=notes.append)
+    for note in notes:
+        err.print(note, markup=False, highlight=False, soft_wrap=True)
     for path in paths:
         out.print(str(path), markup=False, highlight=False)
 
