@@ -30,14 +30,18 @@ metrics, under a protocol that says so (`score_own_prediction`).
 
 Only :func:`score` ever sees test labels: fitting and selection go through
 :func:`fit_categorical` / :func:`fit_continuous`, which take train and val data and return a
-model that predicts from test *features*. Splits come from the manifest (group-disjoint where the
+model that predicts from test *features*. A run's probes are fitted once (:func:`fit_probes`,
+:func:`fit_run`), which also fixes the test rows each one scores, then scored
+(:func:`score_probes`, :func:`score_run`): on the components they were fitted on (`mmpipe probe`),
+or on another version of the same test rows (the stress test, `pipeline/stress.py`, scores the
+probes fitted on the clean train split on test rows whose inputs were corrupted). Splits come from the manifest (group-disjoint where the
 dataset has groups), and every row records that protocol.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -240,24 +244,97 @@ def label_data(manifest: Manifest, names: Sequence[str] | None = None) -> list[L
     return out
 
 
-def probe_components(components: dict[str, np.ndarray], valid: np.ndarray, manifest: Manifest,
-                     labels: Sequence[LabelData], config: ProbeConfig, run_id: str) -> ProbeOutcome:
-    """Every component × every label of one run. Components are (N, r) in manifest order."""
+@dataclass(frozen=True)
+class LabelProbe:
+    """One fitted probe of a (component, label): ``model`` was fitted on train and selected on val;
+    it predicts from the standardised features of the rows ``given`` (N,) bool, and of those the
+    ``scored`` ones (n_given,) bool are scored against ``data``'s test labels."""
+
+    data: LabelData
+    model: CategoricalProbe | ContinuousProbes
+    column: int | None  # the label's column of a continuous model
+    given: np.ndarray  # (N,) bool
+    scored: np.ndarray  # (n_given,) bool
+    metrics: tuple[str, ...]
+    protocol: str
+    n_train: int
+    silhouette: bool  # also the silhouette of the scored test features by label
+
+    def predict(self, z_given: np.ndarray) -> np.ndarray:  # (n_given, r) → (n_given,)
+        prediction = self.model.predict(z_given)
+        return prediction if self.column is None else prediction[:, self.column]
+
+
+@dataclass(frozen=True)
+class FittedComponent:
+    """A component's probes, fitted on its train rows (selected on val), and the test rows they
+    score: fixed here, from the component they were fitted on, so any later version of the
+    component's test rows (`score_probes`) is scored on exactly these rows."""
+
+    name: str
+    standardise: Standardiser  # train statistics
+    test: np.ndarray  # (N,) bool: valid, finite test rows
+    probes: tuple[LabelProbe, ...]
+
+
+def fit_probes(components: Mapping[str, np.ndarray], valid: np.ndarray, manifest: Manifest,
+               labels: Sequence[LabelData], config: ProbeConfig) -> tuple[list[FittedComponent], list[str]]:
+    """Every component × label probe of one run, fitted on train and selected on val (no test row
+    reaches a fit); and one line per (component, label) that cannot be probed. Components are
+    (N, r) in manifest order."""
     split = manifest.table["split"].to_numpy()
-    outcome = ProbeOutcome()
+    fitted, skipped = [], []
     for name, array in components.items():
         x = np.asarray(array, dtype=np.float64)
         usable = np.asarray(valid, dtype=bool) & np.isfinite(x).all(axis=1)
         train, val, test = (usable & (split == s) for s in ("train", "val", "test"))
         if not train.any():
-            outcome.skipped.append(f"{name}: no valid train rows; nothing probed")
+            skipped.append(f"{name}: no valid train rows; nothing probed")
             continue
         standardise = Standardiser.fit(x[train])
         z = standardise(x)  # (N, r), train statistics only
-        _probe_categorical(z, name, train, val, test, [d for d in labels if d.spec.kind == "categorical"],
-                           manifest, config, run_id, outcome)
-        _probe_continuous(z, name, train, val, test, [d for d in labels if d.spec.kind == "continuous"],
-                          manifest, config, run_id, outcome)
+        probes = _fit_categorical(z, name, train, val, test, [d for d in labels if d.spec.kind == "categorical"],
+                                  manifest, config, skipped)
+        probes += _fit_continuous(z, name, train, val, test, [d for d in labels if d.spec.kind == "continuous"],
+                                  manifest, config, skipped)
+        fitted.append(FittedComponent(name, standardise, test, tuple(probes)))
+    return fitted, skipped
+
+
+def score_probes(fitted: Sequence[FittedComponent], components: Mapping[str, np.ndarray], manifest: Manifest,
+                 config: ProbeConfig, run_id: str, outcome: ProbeOutcome) -> None:
+    """Score fitted probes on ``components``' test rows (the rows fixed when they were fitted),
+    standardised with the train statistics of the fit. A test row that is not finite here is
+    refused: leaving it out would change the test set."""
+    for component in fitted:
+        x = np.asarray(components[component.name], dtype=np.float64)
+        bad = int((~np.isfinite(x[component.test])).any(axis=1).sum())
+        if bad:
+            raise UserError(f"{run_id}: component {component.name} is NaN or infinite in {bad} test rows; "
+                            "the test set cannot be scored as it was fitted")
+        z = component.standardise(x)  # (N, r)
+        for probe in component.probes:
+            given = z[probe.given]
+            prediction = probe.predict(given)[probe.scored]
+            y_test = probe.data.values[probe.given][probe.scored]
+            for name in probe.metrics:
+                _add_score(outcome, run_id, component.name, probe.data.spec.name, name, y_test, prediction,
+                           probe.protocol, probe.n_train, len(y_test))
+            if probe.silhouette:
+                sil = silhouette(given[probe.scored], y_test, config.silhouette_max, config.seed)
+                if sil is not None:
+                    outcome.rows.append(ProbeRow(run_id, component.name, probe.data.spec.name, metrics.SILHOUETTE,
+                                                 sil, f"{manifest.split_protocol}; silhouette of train-standardised "
+                                                 f"test features by label", probe.n_train, len(y_test)))
+
+
+def probe_components(components: dict[str, np.ndarray], valid: np.ndarray, manifest: Manifest,
+                     labels: Sequence[LabelData], config: ProbeConfig, run_id: str) -> ProbeOutcome:
+    """Every component × every label of one run: fitted (`fit_probes`), then scored on the same
+    components' test rows (`score_probes`). Components are (N, r) in manifest order."""
+    fitted, skipped = fit_probes(components, valid, manifest, labels, config)
+    outcome = ProbeOutcome(skipped=skipped)
+    score_probes(fitted, components, manifest, config, run_id, outcome)
     return outcome
 
 
@@ -266,36 +343,28 @@ def _protocol(manifest: Manifest, config: ProbeConfig, kind: str, k: int | None 
     return f"{split}; {config.describe(kind, k)}"
 
 
-def _probe_categorical(z, component, train, val, test, labels, manifest, config, run_id, outcome) -> None:
+def _fit_categorical(z, component, train, val, test, labels, manifest, config, skipped) -> list[LabelProbe]:
+    probes = []
     for data in labels:
         tr, va, te = (m & data.observed for m in (train, val, test))
         y = data.values
-        shots = [None, *config.k_shot]
-        for k in shots:
+        for k in [None, *config.k_shot]:
             rows_tr = tr if k is None else _k_shot_rows(y, tr, k, config.seed)
             metric = metrics.ACCURACY if k is None else metrics.k_shot_name(k)
             present = np.unique(y[rows_tr])
             if len(present) < 2:
                 problem = f"only one class ({data.classes[present[0]]!r}) in train" if len(present) \
                     else "no labelled train rows"
-                outcome.skipped.append(f"{component} × {data.spec.name} ({metric}): {problem}; not probed")
+                skipped.append(f"{component} × {data.spec.name} ({metric}): {problem}; not probed")
                 continue
             probe = fit_categorical(z[rows_tr], y[rows_tr], z[va], y[va], config.c_grid, config.max_iter)
             if not te.any():
-                outcome.skipped.append(f"{component} × {data.spec.name}: no labelled test rows; not scored")
+                skipped.append(f"{component} × {data.spec.name}: no labelled test rows; not scored")
                 break
-            protocol = _protocol(manifest, config, "categorical", k)
-            n_train, n_test = int(rows_tr.sum()), int(te.sum())
-            prediction = probe.predict(z[te])
-            for name in [metric] if k is not None else metrics.label_metrics(data.spec.kind, data.spec.scale):
-                _add_score(outcome, run_id, component, data.spec.name, name, y[te], prediction, protocol,
-                           n_train, n_test)
-            if k is None:
-                sil = silhouette(z[te], y[te], config.silhouette_max, config.seed)
-                if sil is not None:
-                    outcome.rows.append(ProbeRow(run_id, component, data.spec.name, metrics.SILHOUETTE, sil,
-                                                 f"{manifest.split_protocol}; silhouette of train-standardised "
-                                                 f"test features by label", n_train, n_test))
+            names = [metric] if k is not None else metrics.label_metrics(data.spec.kind, data.spec.scale)
+            probes.append(LabelProbe(data, probe, None, te, np.ones(int(te.sum()), bool), tuple(names),
+                                     _protocol(manifest, config, "categorical", k), int(rows_tr.sum()), k is None))
+    return probes
 
 
 def _k_shot_rows(y: np.ndarray, train: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -308,29 +377,30 @@ def _k_shot_rows(y: np.ndarray, train: np.ndarray, k: int, seed: int) -> np.ndar
     return keep
 
 
-def _probe_continuous(z, component, train, val, test, labels, manifest, config, run_id, outcome) -> None:
+def _fit_continuous(z, component, train, val, test, labels, manifest, config, skipped) -> list[LabelProbe]:
     if not labels:
-        return
+        return []
     y = np.stack([np.where(d.observed, d.values, np.nan) for d in labels], axis=1)  # (N, L)
     fit_labels = [j for j, d in enumerate(labels) if (train & d.observed).sum() >= 2]
     for j, d in enumerate(labels):
         if j not in fit_labels:
-            outcome.skipped.append(f"{component} × {d.spec.name}: fewer than 2 labelled train rows; not probed")
+            skipped.append(f"{component} × {d.spec.name}: fewer than 2 labelled train rows; not probed")
     if not fit_labels:
-        return
+        return []
     y_fit = y[:, fit_labels]
-    probes = fit_continuous(z[train], y_fit[train], z[val], y_fit[val], config.alpha_grid)
-    prediction = probes.predict(z[test])  # (n_test, L)
+    model = fit_continuous(z[train], y_fit[train], z[val], y_fit[val], config.alpha_grid)
     protocol = _protocol(manifest, config, "continuous")
+    probes = []
     for column, j in enumerate(fit_labels):
         data = labels[j]
         te = data.observed[test]
         if not te.any():
-            outcome.skipped.append(f"{component} × {data.spec.name}: no labelled test rows; not scored")
+            skipped.append(f"{component} × {data.spec.name}: no labelled test rows; not scored")
             continue
-        for name in metrics.label_metrics(data.spec.kind, data.spec.scale):
-            _add_score(outcome, run_id, component, data.spec.name, name, y[test, j][te], prediction[te, column],
-                       protocol, int((train & data.observed).sum()), int(te.sum()))
+        probes.append(LabelProbe(data, model, column, test, te,
+                                 tuple(metrics.label_metrics(data.spec.kind, data.spec.scale)), protocol,
+                                 int((train & data.observed).sum()), False))
+    return probes
 
 
 def _add_score(outcome: ProbeOutcome, run_id: str, component: str, label: str, metric: str, y_test: np.ndarray,
@@ -367,9 +437,66 @@ def check_probe_data(manifest: Manifest, config: ProbeConfig, labels: Sequence[s
                             f"{manifest.dataset}; use k <= {sizes.min()}, or leave {data.spec.name} out with --label")
 
 
-def probe_run(store: Store, run: RunEntry, config: ProbeConfig = ProbeConfig(),
-              labels: Sequence[str] | None = None, components: Sequence[str] | None = None) -> ProbeOutcome:
-    """Probe one stored run against the labels of the manifest it was trained on."""
+@dataclass(frozen=True)
+class OwnPredictionTest:
+    """How a method's own prediction of a label is scored: the valid, labelled test rows where its
+    stored prediction is finite (fixed here, like a probe's test rows); nothing is fitted."""
+
+    own: OwnPrediction
+    data: LabelData
+    test: np.ndarray  # (N,) bool
+    n_train: int
+    protocol: str
+
+    @classmethod
+    def of(cls, prediction: np.ndarray, valid: np.ndarray, manifest: Manifest, own: OwnPrediction) -> OwnPredictionTest:
+        data = label_data(manifest, [own.label])[0]
+        x = _own_column(prediction, len(valid))
+        split = manifest.table["split"].to_numpy()
+        usable = np.asarray(valid, dtype=bool) & data.observed & np.isfinite(x)
+        protocol = (f"{manifest.split_protocol or 'manifest train/val/test split'}; the method's own prediction "
+                    f"({own.how}), scored on test as it is")
+        return cls(own, data, usable & (split == "test"), int((usable & (split == "train")).sum()), protocol)
+
+
+def _own_column(prediction: np.ndarray, n: int) -> np.ndarray:
+    return np.asarray(prediction, dtype=np.float64).reshape(n, -1)[:, 0]  # (N,)
+
+
+def score_own_prediction(outcome: ProbeOutcome, prediction: np.ndarray, scoring: OwnPredictionTest,
+                         run_id: str) -> None:
+    """Score a method's own prediction (``prediction`` (N, 1), manifest row order) on the rows of
+    ``scoring`` with the label's metrics."""
+    own, data, test = scoring.own, scoring.data, scoring.test
+    if not test.any():
+        outcome.skipped.append(f"{own.component} × {own.label}: no labelled test rows; not scored")
+        return
+    x = _own_column(prediction, len(test))
+    if not np.isfinite(x[test]).all():
+        raise UserError(f"{run_id}: {own.component} is NaN or infinite in test rows; the test set cannot be "
+                        "scored as it was")
+    for name in metrics.label_metrics(data.spec.kind, data.spec.scale):
+        _add_score(outcome, run_id, own.component, own.label, name, data.values[test], x[test], scoring.protocol,
+                   scoring.n_train, int(test.sum()))
+
+
+@dataclass(frozen=True)
+class RunProbes:
+    """A run's probes, fitted on its stored components (train rows, selected on val), ready to
+    score those components or any other version of their test rows (`score_run`)."""
+
+    run_id: str
+    manifest: Manifest
+    config: ProbeConfig
+    components: dict[str, np.ndarray]  # as stored, (N, r) each, the own prediction included
+    fitted: list[FittedComponent]
+    skipped: list[str]  # what cannot be probed, whichever test rows are scored
+    own: OwnPredictionTest | None
+
+
+def fit_run(store: Store, run: RunEntry, config: ProbeConfig = ProbeConfig(),
+            labels: Sequence[str] | None = None, components: Sequence[str] | None = None) -> RunProbes:
+    """Fit the probes of one stored run against the labels of the manifest it was trained on."""
     record = run.record
     dataset = record.dataset
     manifest = store.manifest(dataset, record.manifest_version)
@@ -379,30 +506,28 @@ def probe_run(store: Store, run: RunEntry, config: ProbeConfig = ProbeConfig(),
     if len(valid) != len(manifest):
         raise UserError(f"run {run.run_id} has {len(valid)} rows but manifest {dataset} has {len(manifest)}")
     own = OwnPrediction.of(record.history)
-    prediction = arrays.pop(own.component) if own is not None and own.component in arrays else None
-    outcome = probe_components(arrays, valid, manifest, label_data(manifest, labels), config, run.run_id)
-    if prediction is not None and (labels is None or own.label in labels):
-        score_own_prediction(outcome, prediction, valid, manifest, own, run.run_id)
+    probed = {k: v for k, v in arrays.items() if own is None or k != own.component}
+    fitted, skipped = fit_probes(probed, valid, manifest, label_data(manifest, labels), config)
+    scoring = None
+    if own is not None and own.component in arrays and (labels is None or own.label in labels):
+        scoring = OwnPredictionTest.of(arrays[own.component], valid, manifest, own)
+    return RunProbes(run.run_id, manifest, config, arrays, fitted, skipped, scoring)
+
+
+def score_run(probes: RunProbes, components: Mapping[str, np.ndarray] | None = None) -> ProbeOutcome:
+    """Score a run's fitted probes on ``components`` (default: the stored ones they were fitted on)."""
+    components = probes.components if components is None else components
+    outcome = ProbeOutcome(skipped=list(probes.skipped))
+    score_probes(probes.fitted, components, probes.manifest, probes.config, probes.run_id, outcome)
+    if probes.own is not None:
+        score_own_prediction(outcome, components[probes.own.own.component], probes.own, probes.run_id)
     return outcome
 
 
-def score_own_prediction(outcome: ProbeOutcome, prediction: np.ndarray, valid: np.ndarray, manifest: Manifest,
-                         own: OwnPrediction, run_id: str) -> None:
-    """Score a method's own prediction of ``own.label`` (``prediction`` (N, 1), manifest row order)
-    on the valid, labelled test rows with the label's metrics; nothing is fitted here."""
-    data = label_data(manifest, [own.label])[0]
-    x = np.asarray(prediction, dtype=np.float64).reshape(len(valid), -1)[:, 0]
-    split = manifest.table["split"].to_numpy()
-    usable = np.asarray(valid, dtype=bool) & data.observed & np.isfinite(x)
-    test, n_train = usable & (split == "test"), int((usable & (split == "train")).sum())
-    if not test.any():
-        outcome.skipped.append(f"{own.component} × {own.label}: no labelled test rows; not scored")
-        return
-    protocol = (f"{manifest.split_protocol or 'manifest train/val/test split'}; the method's own prediction "
-                f"({own.how}), scored on test as it is")
-    for name in metrics.label_metrics(data.spec.kind, data.spec.scale):
-        _add_score(outcome, run_id, own.component, own.label, name, data.values[test], x[test], protocol, n_train,
-                   int(test.sum()))
+def probe_run(store: Store, run: RunEntry, config: ProbeConfig = ProbeConfig(),
+              labels: Sequence[str] | None = None, components: Sequence[str] | None = None) -> ProbeOutcome:
+    """Probe one stored run against the labels of the manifest it was trained on."""
+    return score_run(fit_run(store, run, config, labels, components))
 
 
 def probe_runs(store: Store, runs: Sequence[RunEntry], config: ProbeConfig = ProbeConfig(),

@@ -16,6 +16,10 @@
   is); best per column bold.
 - **ranks** (Table 7): initial rank → converged rank, mean ± std over seeds, from ``runs.ranks``.
 - **ablations** (Tables 5/6): the decoupling layout for a method and its ablation variants.
+- **stress** (the fusion survey's missing-modality protocol, `pipeline/stress.py`): one table per
+  dataset, corrupted modality and corruption; rows method × component, for each label (its
+  headline metric) one column per rate: the score of the clean-fitted probes when that fraction of
+  the test rows had the modality corrupted. A row that stays level does not depend on the modality.
 
 A table row is a *setup* (`evaluate/views.py`), named by its variant (`evaluate/results.py`); when
 one variant has runs on several input sets of the same data, each is its own row, named with its
@@ -30,12 +34,13 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from mmpipe.adapters.components import FUSED, per_modality
 from mmpipe.evaluate import metrics
+from mmpipe.evaluate.corruption import corruption_name
 from mmpipe.evaluate.delta import JOINT_OWNER, SHARED_OWNER, decoupling_components, mean_std, owner_component
 from mmpipe.evaluate.tables import Cell, HeaderGroup, Table, format_mean_std
 from mmpipe.evaluate.views import use_current_views
@@ -45,7 +50,7 @@ from mmpipe.store.results import fetch, reading
 PAPER_METHOD = "multiloreft"  # listed first, as in the paper
 FROZEN_INPUTS = "inputs"  # the method whose components are the frozen inputs h_k (listed first in Table 3b)
 MODALITY_PREFIXES = ("h", "c", "phi")  # Table 3b: frozen input h_k, contrastive c_k, MultiLoReFT Φ_k
-TABLE_KINDS = ("decoupling", "fusion", "modalities", "msa", "ranks", "ablations")
+TABLE_KINDS = ("decoupling", "fusion", "modalities", "msa", "ranks", "ablations", "stress")
 
 
 @dataclass(frozen=True)
@@ -77,6 +82,7 @@ class ReportData:
     runs: list[dict[str, Any]]  # runs rows (variant, method, ablation, dataset, seed, ranks ...)
     protocols: list[dict[str, Any]]  # distinct (setup, metric, protocol)
     setups: dict[str, Setup]  # row name -> its setup
+    stress: list[dict[str, Any]] = field(default_factory=list)  # stress_summary rows
 
     def setup(self, name: str) -> Setup:
         return self.setups[name]
@@ -94,6 +100,8 @@ def load_report_data(db_path: Path, filters: ReportFilters = ReportFilters()) ->
         deltas = fetch(conn, "SELECT * FROM delta_summary ORDER BY variant, dataset, label")
         protocols = fetch(conn, "SELECT DISTINCT r.variant, r.method, r.dataset, r.data_version, r.inputs, "
                                 "p.metric, p.protocol FROM probes p JOIN runs r USING (run_id) ORDER BY ALL")
+        stress = fetch(conn, "SELECT * FROM stress_summary ORDER BY variant, dataset, modality, mode, noise_std, "
+                             "corruption_seed, label, component, rate")
     _check(filters.datasets, sorted({r["dataset"] for r in runs}), "dataset")
     _check(filters.methods, sorted({r["method"] for r in runs} | {r["variant"] for r in runs}), "method")
     _check(filters.variants, sorted({r["variant"] for r in runs}), "variant")
@@ -129,7 +137,7 @@ def load_report_data(db_path: Path, filters: ReportFilters = ReportFilters()) ->
     return ReportData(summary=named(summary), deltas=named(deltas),
                       labels=[r for r in labels if (not filters.datasets or r["dataset"] in filters.datasets)
                               and (not filters.labels or r["label"] in filters.labels)],
-                      runs=named(runs), protocols=named(protocols), setups=setups)
+                      runs=named(runs), protocols=named(protocols), setups=setups, stress=named(stress))
 
 
 def _names(runs: list[dict[str, Any]]) -> tuple[dict[tuple, str], dict[str, Setup]]:
@@ -470,6 +478,54 @@ def ablation_tables(data: ReportData) -> list[Table]:
     return tables
 
 
+def stress_tables(data: ReportData) -> list[Table]:
+    """The stress test: per (dataset, modality, corruption) a table of rows method × component and,
+    per label, its headline metric at each rate."""
+    kinds = {(r["dataset"], r["label"]): r["kind"] for r in data.labels}
+    blocks: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in data.stress:
+        kind = kinds.get((row["dataset"], row["label"]))
+        if kind is not None and row["metric"] == metrics.headline(kind):
+            blocks[(row["dataset"], row["modality"], corruption_name(row))].append(row)
+    tables = []
+    for (dataset, modality, corruption), rows in sorted(blocks.items()):
+        labels = sorted({(r["label"], r["metric"]) for r in rows})
+        rates = sorted({r["rate"] for r in rows})
+        cell_of = {(r["name"], r["component"], r["label"], r["rate"]): r for r in rows}
+        names = _method_order(data, {r["name"] for r in rows})
+        lines, rule_before = [], set()
+        for name in names:
+            rule_before.add(len(lines))
+            components = sorted({r["component"] for r in rows if r["name"] == name})
+            for index, component in enumerate(components):
+                line = [Cell(name if index == 0 else ""), Cell(component)]
+                for label, _ in labels:
+                    for rate in rates:
+                        found = cell_of.get((name, component, label, rate))
+                        line.append(Cell(format_mean_std(found["mean"], found["std"]) if found else "—"))
+                lines.append(line)
+        headers = ["Method", "Rep."] + [f"{rate:g}" for _ in labels for rate in rates]
+        groups = [HeaderGroup("", 2)] + [HeaderGroup(f"{label} ({metrics.display(metric)}) "
+                                                     f"{metrics.metric(metric).arrow}", len(rates))
+                                         for label, metric in labels]
+        protocols = sorted({r["protocol"] for r in rows})
+        seeds = {r["name"]: r["n_seeds"] for r in rows}
+        notes = [f"Protocol: {p}" for p in protocols]
+        notes.append("Mean ± std over run seeds (sample std); seeds per method: "
+                     + ", ".join(f"{n} {seeds[n]}" for n in names) + ".")
+        caption = (f"Score of the probes fitted on the clean train split when a fraction (column) of the {dataset} "
+                   f"test rows had {modality} corrupted ({corruption}); the test rows and labels are the same "
+                   "in every column, and rate 0 is the clean score.")
+        key = _file_key(f"stress-{dataset}-{modality}-{corruption}")
+        tables.append(Table(key, f"Stress: {dataset}, {modality} {corruption}", caption, headers, lines, groups,
+                            frozenset(rule_before), notes))
+    return tables
+
+
+def _file_key(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)
+
+
 def build_report(data: ReportData, kinds: Sequence[str] = TABLE_KINDS) -> list[Table]:
     """All requested tables that have data, in paper order."""
     unknown = [k for k in kinds if k not in TABLE_KINDS]
@@ -487,6 +543,8 @@ def build_report(data: ReportData, kinds: Sequence[str] = TABLE_KINDS) -> list[T
             tables += [t for t in [msa_table(data)] if t]
         elif kind == "ranks":
             tables += [t for t in [ranks_table(data)] if t]
-        else:
+        elif kind == "stress":
+            tables += stress_tables(data)
+        elif kind == "ablations":
             tables += ablation_tables(data)
     return tables

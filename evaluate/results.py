@@ -23,8 +23,11 @@ from mmpipe.store.results import (
     LabelRow,
     QueryResult,
     RunRow,
+    StressKey,
+    StressRow,
     replace_probes,
     replace_run,
+    replace_stress,
     spill,
     spilled,
     writing,
@@ -96,6 +99,22 @@ def save_probes(store: Store, run: RunEntry, outcome: ProbeOutcome) -> int:
     for kept in waiting:
         kept.path.unlink(missing_ok=True)
         log.warning("saved the %d scores of %s kept from an earlier probe", len(kept.probes), kept.run.run_id)
+    return count
+
+
+def save_stress(store: Store, run: RunEntry, key: StressKey, rows: list[StressRow]) -> int:
+    """Write a run's stress rows (and its run row and labels) in one transaction, replacing what
+    an earlier stress of the same corruption stored at these rates (`replace_stress`); returns the
+    number of rows. Rows a write could not save are not kept: the error says to run it again."""
+    labels = label_rows(_manifest(store, run))
+    try:
+        with writing(store.results_db) as conn:
+            replace_run(conn, run_row(run), labels)
+            count = replace_stress(conn, key, rows)
+            create_views(conn)
+    except DatabaseUnavailable as error:
+        raise DatabaseUnavailable(f"{error}; the {len(rows)} stress scores of {run.run_id} were not saved: "
+                                  "run the stress again") from None
     return count
 
 

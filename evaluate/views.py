@@ -13,11 +13,16 @@ Views::
                     label, metric, owner, delta)
     delta_summary  (variant, method, ablation, settings, inputs, dataset, data_version,
                     label, metric, mean, std, n_seeds)
+    stress_summary (variant, method, ablation, settings, inputs, dataset, data_version, modality, mode,
+                    noise_std, corruption_seed, rate, component, label, metric, protocol, mean, std, n_seeds)
 
 A *setup* is (method, ablation, settings, inputs, dataset, data_version): the summaries group by
 it, so an ablation, another hyperparameter, another encoder or another version of the data is
 never averaged with the rest; ``variant`` (the display name) rides along. ``std`` is the sample
 standard deviation over seeds (NULL for one seed).
+``stress_summary`` summarises the stress test's scores the same way, per corruption (modality,
+mode, noise_std, corruption_seed) and rate; the protocol is part of its key, so scores of other
+probe settings are never averaged together.
 
 Δ is the rule of `evaluate/delta.py`, per run (= per seed), then mean ± std: for a label owned by
 modality k, Δ = score(z_k) − score(z_s); for a ``shared`` label, Δ = score(z_s) − the mean of
@@ -41,7 +46,8 @@ from mmpipe.evaluate.delta import JOINT_OWNER, SHARED_OWNER
 from mmpipe.evaluate.metrics import METRICS
 
 SETUP = "r.variant, r.method, r.ablation, r.settings, r.inputs, r.dataset, r.data_version"
-VIEW_NAMES = ("metrics", "run_modalities", "probe_summary", "delta_per_run", "delta_summary")
+VIEW_NAMES = ("metrics", "run_modalities", "probe_summary", "delta_per_run", "delta_summary", "stress_summary")
+STRESS = "s.modality, s.mode, s.noise_std, s.corruption_seed, s.rate, s.component, s.label, s.metric, s.protocol"
 
 
 def _literal(text: str) -> str:
@@ -107,6 +113,11 @@ SELECT {SETUP.replace("r.", "")}, label, metric,
        avg(delta) AS mean, stddev_samp(delta) AS std, count(DISTINCT seed) AS n_seeds
 FROM delta_per_run
 GROUP BY {SETUP.replace("r.", "")}, label, metric;
+CREATE OR REPLACE VIEW stress_summary AS
+SELECT {SETUP}, {STRESS},
+       avg(s.value) AS mean, stddev_samp(s.value) AS std, count(DISTINCT r.seed) AS n_seeds
+FROM stress s JOIN runs r USING (run_id)
+GROUP BY {SETUP}, {STRESS};
 """
     return sql.replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW") if temporary else sql
 

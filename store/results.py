@@ -7,6 +7,15 @@ Tables::
              fingerprint, config JSON, started_at, seconds, n_params, ranks JSON, code_version, variant)
     probes  (run_id, component, label, metric, value, protocol, n_train, n_test)
     labels  (dataset, label, kind, owner)      -- the manifest's label metadata
+    stress  (run_id, modality, mode, noise_std, corruption_seed, rate, n_corrupted,
+             component, label, metric, value, protocol, n_train, n_test)
+
+A stress row is a probe score on test rows of which a fraction ``rate`` had one modality corrupted
+(``mode``; ``noise_std`` for ``noise``, else NULL; the rows chosen with ``corruption_seed``, which
+is not the run's seed); a stress re-run replaces the rows of the same (run, modality, mode,
+noise_std, corruption_seed, rate). The table came after the others: a writer adds it to an older
+file (``CREATE TABLE IF NOT EXISTS``) and a reader of a file that lacks it sees it empty
+(`LATER_TABLES`).
 
 A run row is the typed run record (``mmpipe.store.runs.RunRecord``): ``ablation`` (NULL for the
 full method), ``settings`` (its other non-default config fields, JSON with sorted keys) and
@@ -75,6 +84,9 @@ class DatabaseUnavailable(UserError):
     """The results DB could not be opened or written now (held lock, full disk, read-only
     filesystem, damaged file); the message says which and what to do."""
 
+STRESS_COLUMNS = """run_id VARCHAR, modality VARCHAR, mode VARCHAR, noise_std DOUBLE, corruption_seed BIGINT,
+    rate DOUBLE, n_corrupted INTEGER, component VARCHAR, label VARCHAR, metric VARCHAR, value DOUBLE,
+    protocol VARCHAR, n_train INTEGER, n_test INTEGER"""
 RUN_COLUMNS = """run_id VARCHAR PRIMARY KEY, method VARCHAR, ablation VARCHAR, settings JSON, inputs JSON,
     dataset VARCHAR, data_version VARCHAR, seed INTEGER, fingerprint VARCHAR, config JSON, started_at TIMESTAMP,
     seconds DOUBLE, n_params BIGINT, ranks JSON, code_version VARCHAR, variant VARCHAR"""
@@ -85,6 +97,7 @@ CREATE TABLE IF NOT EXISTS probes (
     n_train INTEGER, n_test INTEGER);
 CREATE TABLE IF NOT EXISTS labels (
     dataset VARCHAR, label VARCHAR, kind VARCHAR, owner VARCHAR, PRIMARY KEY (dataset, label));
+CREATE TABLE IF NOT EXISTS stress ({STRESS_COLUMNS});
 """
 
 
@@ -100,6 +113,38 @@ class ProbeRow:
     protocol: str
     n_train: int
     n_test: int
+
+
+@dataclass(frozen=True)
+class StressRow:
+    """One probe score under the stress test (field order = the stress table's columns)."""
+
+    run_id: str
+    modality: str  # the corrupted modality
+    mode: str  # drop, zero, mean or noise
+    noise_std: float | None  # for mode noise, else None
+    corruption_seed: int  # chose the corrupted rows (and drew the noise)
+    rate: float  # the fraction of the valid test rows corrupted
+    n_corrupted: int
+    component: str
+    label: str
+    metric: str
+    value: float
+    protocol: str
+    n_train: int
+    n_test: int
+
+
+@dataclass(frozen=True)
+class StressKey:
+    """What one stress re-run replaces: a run's rows of one corruption at the given rates."""
+
+    run_id: str
+    modality: str
+    mode: str
+    noise_std: float | None
+    corruption_seed: int
+    rates: tuple[float, ...]
 
 
 @dataclass(frozen=True)
@@ -333,6 +378,18 @@ def replace_probes(conn: duckdb.DuckDBPyConnection, run_id: str, rows: Iterable[
     return len(rows)
 
 
+def replace_stress(conn: duckdb.DuckDBPyConnection, key: StressKey, rows: Iterable[StressRow]) -> int:
+    """Inside a ``writing`` transaction: replace the stress rows of ``key`` (one corruption of one
+    run, at its rates; rows at other rates stay); returns how many were written."""
+    rows = list(rows)
+    for rate in key.rates:
+        conn.execute("DELETE FROM stress WHERE run_id = ? AND modality = ? AND mode = ? "
+                     "AND noise_std IS NOT DISTINCT FROM ? AND corruption_seed = ? AND rate = ?",
+                     [key.run_id, key.modality, key.mode, key.noise_std, key.corruption_seed, rate])
+    _insert(conn, "stress", rows)
+    return len(rows)
+
+
 def write_probes(path: Path, run: RunRow, labels: Iterable[LabelRow], rows: Iterable[ProbeRow]) -> int:
     """Replace everything stored for ``run.run_id`` (its run row and all its probe rows) in one
     transaction, so re-probing a run never duplicates rows. Returns the number of probe rows."""
@@ -395,6 +452,7 @@ READ_ONLY_STATEMENTS = ("SELECT", "EXPLAIN")
 
 
 TABLES = ("runs", "probes", "labels")
+LATER_TABLES = {"stress": STRESS_COLUMNS}  # added after the first release: read as empty where absent
 Prepare = Callable[[duckdb.DuckDBPyConnection], None]
 
 
@@ -413,6 +471,9 @@ def reading(path: Path, *, confined: bool = False, prepare: Prepare | None = Non
             tables = {row[0] for row in conn.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
             if not set(TABLES) <= tables:
                 raise UserError(f"no results yet at {path} (it has no tables); probe runs with `mmpipe probe --all`")
+            for table, columns in LATER_TABLES.items():
+                if table not in tables:  # a file from before the table: an empty one, for this connection
+                    conn.execute(f"CREATE TEMP TABLE {table} ({columns})")
             if prepare is not None:
                 prepare(conn)
             yield conn
@@ -438,7 +499,8 @@ def db_problem(path: Path) -> str | None:
         if missing:
             return f"{path} has no {', '.join(missing)} table: it was never fully written"
         check_schema(conn, path)
-        for table in TABLES:  # every row of every column: a file cut short fails only where it is read
+        # every row of every column: a file cut short fails only where it is read
+        for table in (*TABLES, *(t for t in LATER_TABLES if t in tables)):
             result = conn.execute(f"SELECT * FROM {table}")
             while result.fetchmany(100_000):
                 pass

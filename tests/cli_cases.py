@@ -235,6 +235,18 @@ def cases(store: Path, scratch: Path, run_id: str) -> list[Case]:
         "--format": ["gif", UNICODE, ""], "--label": ["nope", UNICODE], "--component": ["nope", UNICODE]})
     found += _option_cases("plot", ("plot", run_id), {"--out": [a_file]})
     found += [Case("plot", ("plot", bad), "", f"run {bad!r}") for bad in ("nope", UNICODE, "")]
+    stress_base = ("stress", run_id, "--modality", "m1", "--rates", "0,0.5")
+    found += _option_cases("stress", stress_base, {
+        "--rates": ["", ",", "abc", UNICODE, "nan", "inf", "1", "-0.1", "0.5,0.2", "0,0", HUGE],
+        "--mode": ["nope", UNICODE, "", "drop"], "--noise-std": [*NOT_A_NUMBER, "0", "-1", "0.5"],
+        "--seed": INTEGER_BAD, "--modality": ["nope", UNICODE, ""], "--dataset": ["nope", UNICODE],
+        "--label": ["nope", UNICODE], "--component": ["nope", UNICODE], "--k-shot": [*INTEGER_BAD, "0"],
+        "--format": ["gif", UNICODE, ""], "--plot": [a_file, str(Path(a_file) / "x")]})
+    found += [Case("stress", ("stress", bad, "--modality", "m1"), "", f"run {bad!r}")
+              for bad in ("nope", UNICODE, "", "multiloreft-zz")]
+    found += [Case("stress", ("stress", "multiloreft", "--modality", "m1"), "dataset", "a method without --dataset"),
+              Case("stress", ("stress", "late-fusion", "--dataset", "sim1", "--modality", "m1"), "run",
+                   "a method without runs")]
     found += _option_cases("reproduce", ("reproduce", "table1", "--n", "200", "--seeds", "1"), {
         "--seeds": [*INTEGER_BAD, "0"], "--n": [*INTEGER_BAD, "0", "5"], "--max-epochs": [*INTEGER_BAD, "0"],
         "--jobs": [*INTEGER_BAD, "0"], "--format": ["pdf", UNICODE]})
