@@ -14,7 +14,7 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SCANNED = ("tests", "store", "adapters", "evaluate", "pipeline")
+SCANNED = ("tests", "api", "store", "adapters", "evaluate", "pipeline", "examples")
 SHARED = "shared"
 
 # the folder beside the checkout (dot-dot then "shared"), shared/<one of its entries>…, and the
@@ -111,9 +111,8 @@ def test_every_package_folder_is_listed_for_a_regular_install():
 
     root = Path(__file__).parents[1]
     config = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]
-    folders = {f"mmpipe.{top}": top for top in ("store", "pipeline", "adapters", "evaluate")}
     found = set()
-    for package, top in folders.items():
+    for package, top in config["package-dir"].items():  # mmpipe = api/, mmpipe.store = store/, ...
         for init in (root / top).rglob("__init__.py"):
             relative = init.parent.relative_to(root / top).parts
             found.add(".".join((package, *relative)))
