@@ -12,6 +12,8 @@ from mmpipe.adapters.data import load_features
 from mmpipe.adapters.losses import discriminator_loss, fooling_loss, symmetric_info_nce
 from mmpipe.adapters.methods.apollo import APOLLO, APOLLOConfig
 from mmpipe.adapters.methods.drimu import DRIMU, DRIMUConfig
+from mmpipe.adapters.methods.early_fusion import EarlyFusion
+from mmpipe.adapters.methods.late_fusion import LateFusion, LateFusionConfig
 from mmpipe.adapters.methods.mult_interactions import MultiplicativeInteraction
 from mmpipe.adapters.methods.multiloreft import MultiLoReFTConfig
 from mmpipe.adapters.targets import supervised_target
@@ -135,3 +137,37 @@ def test_the_supervised_target_is_the_joint_label_from_train_and_val_rows(store)
     assert categorical.n_outputs == 4 and categorical.train_y.dtype == torch.int64
     with pytest.raises(UserError, match=r"sim2 has no joint label; choose the supervised target with --set target"):
         supervised_target(load_features(store, "sim2", SIM), None, torch.device("cpu"))
+
+
+def test_early_fusion_is_one_mlp_on_the_concatenated_standardised_inputs(store):
+    data = load_features(store, "sim1", SIM)
+    config = EarlyFusion.Config(**FAST)
+    model, history = EarlyFusion.fit(data, config, 0)
+    fused = model.transform(data.values)["fused"]
+    assert fused.shape == (len(data.valid), sum(FAST["sizes"]))  # r_s + r_m1 + r_m2
+    scaled = model.scaler(data.values)
+    with torch.no_grad():
+        by_hand = model.encoder(torch.cat([scaled["m1"], scaled["m2"]], 1))
+        torch.testing.assert_close(fused, by_hand)
+        torch.testing.assert_close(model.predict(scaled), model.head(fused))  # the head reads the fused layer
+    first = model.encoder[0].weight  # (hidden, d1 + d2): one layer sees both modalities
+    assert first.shape[1] == sum(data.dims.values())
+    assert history["target"] == "y_cond"
+
+
+def test_late_fusion_objectives(store):
+    """unimodal: the sum of the per-modality losses; fused: the loss of the averaged prediction."""
+    data = load_features(store, "sim1", SIM)
+    target = supervised_target(data, None, torch.device("cpu"))
+    torch.manual_seed(0)
+    model = LateFusion(LateFusionConfig(**FAST), data.dims)
+    model.scaler.fit(data.split("train"))
+    batch = model.scaler({k: v[target.train_rows[:16]] for k, v in data.values.items()})
+    y = target.train_y[:16]
+    with torch.no_grad():
+        unimodal = model.objective(target, y, batch)
+        assert torch.equal(unimodal, sum(target.loss(p, y) for p in model.unimodal(batch)))
+        joint = LateFusion(LateFusionConfig(**FAST, objective="fused"), data.dims)
+        joint.load_state_dict(model.state_dict())
+        torch.testing.assert_close(joint.objective(target, y, batch), target.loss(model.predict(batch), y))
+        assert set(joint.contributions(batch)) == {"m1", "m2"}

@@ -37,6 +37,7 @@ FAST = {
     "drimu": METHODS.get("drimu").Config(**_BASE),
     "apollo": METHODS.get("apollo").Config(**_BASE, max_epochs_encoders=3),
     "late-fusion": METHODS.get("late-fusion").Config(**_BASE),
+    "early-fusion": METHODS.get("early-fusion").Config(**_BASE),
     "cross-attention": METHODS.get("cross-attention").Config(**_BASE),
     "mult-interactions": METHODS.get("mult-interactions").Config(**_BASE),
     "contrastive": METHODS.get("contrastive").Config(**_BASE),
@@ -73,6 +74,7 @@ TRAINING_LOSS: dict[str, LossFn | None] = {
     "apollo": lambda m, d, r: m.latent_objective(r, *_batch(m, d, r), noise=0.0)
     + m.encoder_objective(r, *_batch(m, d, r)),
     "late-fusion": _supervised,
+    "early-fusion": _supervised,
     "cross-attention": _supervised,
     "mult-interactions": _supervised,
     "contrastive": lambda m, d, r: m.objective(*_batch(m, d, r)),

@@ -7,6 +7,7 @@ from mmpipe.adapters.methods import (  # noqa: F401
     cross_attention,
     dlf,
     drimu,
+    early_fusion,
     inputs,
     late_fusion,
     mult_interactions,
