@@ -24,8 +24,9 @@ from mmpipe.adapters.registry import METHODS
 from mmpipe.pipeline.sizes import resolve_sizes
 from mmpipe.pipeline.workers import worker_pool
 from mmpipe.store.errors import UserError
+from mmpipe.store.provenance import code_version
 from mmpipe.store.root import Store
-from mmpipe.store.runs import RunEntry, RunRecord, code_version, find_run, publish_run
+from mmpipe.store.runs import RunEntry, RunRecord, find_run, publish_run
 
 Inputs = Mapping[str, str | None]  # modality -> feature name (None: the only one stored)
 DEFAULT_POOLING = "mean"  # a sequence given to a pooled-input method: the mean over its valid steps

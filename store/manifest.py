@@ -41,7 +41,7 @@ import pyarrow.parquet as pq
 
 from mmpipe.store.damage import Damaged, DamagedError, unreadable
 from mmpipe.store.errors import UserError
-from mmpipe.store.writes import writing
+from mmpipe.store.writes import as_plain_file, writing
 
 SPLITS = ("train", "val", "test")
 LabelKind = Literal["categorical", "continuous"]
@@ -214,6 +214,7 @@ def write_manifest(path: Path, manifest: Manifest) -> None:
         os.close(fd)
         try:
             pq.write_table(table, tmp)
+            as_plain_file(tmp)
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -28,7 +28,6 @@ import hashlib
 import json
 import os
 import shutil
-import subprocess
 import types
 import typing
 from collections.abc import Callable
@@ -48,25 +47,6 @@ from mmpipe.store.features import _write_json, open_array, read_mask, read_whole
 from mmpipe.store.fingerprint import canonical_json, key_material
 from mmpipe.store.fingerprint import fingerprint as fingerprint_of
 from mmpipe.store.writes import writing
-
-
-@functools.cache
-def code_version() -> str:
-    """The git commit of the source tree (``+dirty`` if modified), or the package version."""
-    here = Path(__file__).resolve().parent
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
-                                text=True, timeout=5, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, timeout=5, check=True).stdout.strip()
-        return commit + ("+dirty" if dirty else "")
-    except (OSError, subprocess.SubprocessError):
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            return version("mmpipe")
-        except PackageNotFoundError:
-            return "unknown"
 
 
 def run_id_of(method: str, fingerprint: str) -> str:

@@ -22,6 +22,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from mmpipe.store.writes import as_plain_file
+
 MAX_ENTRIES = 256  # oldest dropped first: a memo, not a record
 
 
@@ -79,6 +81,7 @@ class StatMemo:
         try:
             with os.fdopen(fd, "w") as handle:
                 json.dump(memo, handle)
+            as_plain_file(tmp)
             os.replace(tmp, self.file)
         except OSError:
             Path(tmp).unlink(missing_ok=True)

@@ -19,7 +19,8 @@ from mmpipe.adapters.components import FUSED, SHARED, per_modality, shared_part,
 from mmpipe.pipeline.datasets.sim1 import Sim1Config
 from mmpipe.pipeline.simulate import simulate
 from mmpipe.store.manifest import LabelSpec, Manifest, Modality
-from mmpipe.store.runs import RunRecord, code_version, publish_run
+from mmpipe.store.provenance import code_version
+from mmpipe.store.runs import RunRecord, publish_run
 
 SIM = ("m1", "m2")
 TRI = ("text", "audio", "vision")
