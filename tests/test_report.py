@@ -141,7 +141,7 @@ def test_filters_and_unknown_values(db):
 def test_latex_escapes_names():
     assert latex.escape("drim_u & 50% #1 {a} ~ ^ \\ Δ±→") == \
         r"drim\_u \& 50\% \#1 \{a\} \textasciitilde{} \textasciicircum{} \textbackslash{} $\Delta$$\pm$$\rightarrow$"
-    assert latex.escape("日本") == "??"
+    assert latex.escape("日本") == "[U+65E5][U+672C]"
 
 
 def test_markdown_and_terminal_render_the_same_cells(db):

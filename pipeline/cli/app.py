@@ -23,6 +23,7 @@ from typer.core import TyperGroup
 
 from mmpipe.adapters.training import resolve_device
 from mmpipe.evaluate import latex, markdown, terminal
+from mmpipe.evaluate.display_names import DisplayNames
 from mmpipe.store.errors import UserError, disk_error
 from mmpipe.store.ranges import SEED, Between
 from mmpipe.store.root import Store
@@ -155,8 +156,14 @@ def output_dir(path: Path) -> Path:
     return path
 
 
-def emit_tables(tables: list, fmt: str, out_file: Path | None, what: str, file_width: int) -> None:
-    """Render tables as ``fmt`` to stdout, or to ``out_file`` (then say so on stderr)."""
+def emit_tables(tables: list, fmt: str, out_file: Path | None, what: str, file_width: int,
+                fragment: bool = False, names: Path | None = None) -> None:
+    """Render tables as ``fmt`` to stdout, or to ``out_file`` (then say so on stderr). LaTeX only:
+    ``fragment`` writes the tables alone (for ``\\input{}``), ``names`` is a JSON file of display
+    names (`evaluate/display_names.py`)."""
+    if (fragment or names is not None) and fmt != "latex":
+        raise UserError(f"--fragment and --names apply to --format latex, not {fmt}")
+    display = DisplayNames.from_file(names)
     if fmt == "terminal":
         if out_file is None:
             for group in terminal.render_document(tables):
@@ -167,7 +174,10 @@ def emit_tables(tables: list, fmt: str, out_file: Path | None, what: str, file_w
             for group in terminal.render_document(tables):
                 console.print(group)
     else:
-        text = (latex if fmt == "latex" else markdown).render_document(tables)
+        if fmt == "latex":
+            text = (latex.render_fragment if fragment else latex.render_document)(tables, display)
+        else:
+            text = markdown.render_document(tables)
         if out_file is None:
             typer.echo(text, nl=False)
             return
