@@ -45,17 +45,27 @@ SPLIT4 = (*(shared_part(m) for m in SIM_MODALITIES), *(specific(m) for m in SIM_
 Progress = Callable[[str], None]
 
 
+Changes = tuple[tuple[str, Any], ...]  # config field → value, in order
+
+
 @dataclass(frozen=True)
 class TableSpec:
     key: str
     title: str
-    datasets: tuple[str, ...]
-    fits: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...]  # (method, config changes), in fit order
+    datasets: tuple[str, ...]  # simulations are simulated; other datasets must be in the store
+    fits: tuple[tuple[str, Changes], ...]  # (method, config changes), in fit order
     components: tuple[str, ...]  # rows per variant ("rank" for Table 7)
     with_delta: bool = False
     extra_rows: tuple[str, ...] = ()  # variants shown without a paper value
     # report tables (evaluate/report.py) over the same runs, printed after it; the paper has no numbers for them
     companions: tuple[str, ...] = ()
+    inputs: tuple[str, ...] = SIM_MODALITIES  # the modalities every fit takes, in the method's order
+    dataset_changes: tuple[tuple[str, Changes], ...] = ()  # (dataset, config changes) before the fit's own
+    seeds: int = 4  # the paper's seed count: the default of --seeds
+    simulation_n: int | None = 10_000  # rows per simulation unless --n; None: the simulation's default
+
+    def changes_for(self, dataset: str) -> Changes:
+        return dict(self.dataset_changes).get(dataset, ())
 
 
 ABLATIONS6 = (("use_orth", False), ("use_indep", False), ("use_mi", False), ("weighting", "fixed"))
@@ -84,8 +94,13 @@ def spec_of(name: str) -> TableSpec:
     return SPECS[name]
 
 
-def probe_missing(store: Store, runs: list[RunEntry], progress: Progress | None = None) -> int:
-    """Probe (all components × labels) the runs that have no probe rows yet; returns how many."""
+Scope = Callable[[RunEntry], tuple[list[str] | None, list[str] | None]]  # run → (labels, components); None: all
+
+
+def probe_missing(store: Store, runs: list[RunEntry], progress: Progress | None = None,
+                  scope: Scope | None = None) -> int:
+    """Probe the runs that have no probe rows yet: every component × label, or what ``scope``
+    names for the run; returns how many runs were probed."""
     done: set[str] = set()
     if store.results_db.exists():
         with reading(store.results_db) as conn:
@@ -94,7 +109,8 @@ def probe_missing(store: Store, runs: list[RunEntry], progress: Progress | None 
     for index, run in enumerate(todo, 1):
         if progress is not None:
             progress(f"probing [{index}/{len(todo)}] {run.run_id}")
-        save_probes(store, run, probe_run(store, run, ProbeConfig()))
+        labels, components = scope(run) if scope is not None else (None, None)
+        save_probes(store, run, probe_run(store, run, ProbeConfig(), labels, components))
     return len(todo)
 
 

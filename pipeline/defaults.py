@@ -14,11 +14,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from mmpipe.adapters.methods.dlf import MOSEI as DLF_MOSEI
 from mmpipe.store.config import apply_overrides
 
 DATA_DEFAULTS: dict[tuple[str, str], dict[str, Any]] = {
     ("multiloreft", "sim1"): {"projection_weight_decay": 0.01},
     ("multiloreft", "sim2"): {"projection_weight_decay": 0.3},
+    ("dlf", "mosei"): dict(DLF_MOSEI),  # the DLF code's MOSEI config (kernel, dropouts, ortho chunk)
 }
 
 

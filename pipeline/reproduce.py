@@ -1,9 +1,11 @@
-"""`mmpipe reproduce`'s workflow: fit every run one of the paper's tables needs (the table specs
-are `evaluate/reproduce.py`), reusing published runs.
+"""`mmpipe reproduce`'s workflow: fit every run one of the papers' tables needs (the table specs
+are `evaluate/reproduce.py` and `evaluate/reproduce_papers.py`), reusing published runs.
 
 Each method gets its data-dependent defaults (`pipeline/defaults.py`) on each dataset, ablations
-included, then the table's config changes. Baselines are sized by the MultiLoReFT run of the same
-dataset and seed fitted here (paper §5.1).
+included, then the table's changes for that dataset, then the fit's own changes, then the user's
+``--set`` values (each to the methods whose config has the field), and last the ``--max-epochs``
+cap. Baselines are sized by the MultiLoReFT run of the same dataset and seed fitted here (paper
+§5.1).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from mmpipe.evaluate.reproduce import TableSpec
 from mmpipe.pipeline.defaults import default_config
 from mmpipe.pipeline.fit import fit_runs
 from mmpipe.pipeline.sizes import needs_sizes, sizes_of_run
+from mmpipe.store.config import apply_overrides
 from mmpipe.store.errors import UserError
 from mmpipe.store.root import Store
 from mmpipe.store.runs import RunEntry
@@ -34,17 +37,38 @@ def capped(config: Any, max_epochs: int | None) -> Any:
     return dataclasses.replace(config, **changes)
 
 
+def split_overrides(spec: TableSpec, overrides: list[str]) -> dict[str, list[str]]:
+    """``--set key=value`` items per method of the table: each goes to every method whose config has
+    the field. Checked before any work: a key no method has, or a value a method refuses, is one line."""
+    methods = list(dict.fromkeys(method for method, _ in spec.fits))
+    per_method: dict[str, list[str]] = {method: [] for method in methods}
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        takers = [m for m in methods if key in {f.name for f in dataclasses.fields(METHODS.get(m).Config)}]
+        if not takers:
+            apply_overrides(METHODS.get(methods[0]).Config(), [item])  # the one-line error: no such field
+        for method in takers:
+            per_method[method].append(item)
+    for method, items in per_method.items():
+        apply_overrides(METHODS.get(method).Config(), items)
+    return per_method
+
+
 def fit_table(store: Store, spec: TableSpec, seeds: list[int], versions: dict[str, str],
-              max_epochs: int | None = None, progress: Progress | None = None, jobs: int = 1) -> list[RunEntry]:
-    """Every run the table needs (fitted, or found already published), per dataset and method;
-    the seeds of one method are fitted ``jobs`` at a time in worker processes."""
+              max_epochs: int | None = None, progress: Progress | None = None, jobs: int = 1,
+              overrides: list[str] | None = None) -> list[RunEntry]:
+    """Every run the table needs on the datasets of ``versions`` (dataset → manifest version; in
+    the table's order), fitted or found already published, per dataset and method; the seeds of
+    one method are fitted ``jobs`` at a time in worker processes."""
     say = progress or (lambda message: None)
+    per_method = split_overrides(spec, list(overrides or []))
     runs: list[RunEntry] = []
-    for dataset in spec.datasets:
+    for dataset in [d for d in spec.datasets if d in versions]:
         sizes_of: dict[int, RunEntry] = {}  # seed → this table's MultiLoReFT run
         for method, changes in spec.fits:
             config = default_config(METHODS.get(method).Config, method, dataset)
-            config = capped(dataclasses.replace(config, **dict(changes)), max_epochs)
+            config = dataclasses.replace(config, **{**dict(spec.changes_for(dataset)), **dict(changes)})
+            config = capped(apply_overrides(config, per_method[method]), max_epochs)
             seed_configs = {}
             if needs_sizes(config) and config.size == "learned" and config.sizes is None:
                 if set(seeds) - set(sizes_of):
@@ -53,7 +77,7 @@ def fit_table(store: Store, spec: TableSpec, seeds: list[int], versions: dict[st
                                                           sizes_from=sizes_of[seed].run_id) for seed in seeds}
             say(f"{spec.key}: {method}{' ' + str(dict(changes)) if changes else ''} on {dataset}, "
                 f"{len(seeds)} seed(s)" + (f" in {jobs} processes" if jobs > 1 else ""))
-            outcomes = fit_runs(store, method, dataset, {"m1": None, "m2": None}, config, seeds, versions[dataset],
+            outcomes = fit_runs(store, method, dataset, dict.fromkeys(spec.inputs), config, seeds, versions[dataset],
                                 progress=lambda message, m=method: say(f"{m}: {message}"), jobs=jobs,
                                 seed_configs=seed_configs)
             for seed, outcome in zip(seeds, outcomes, strict=True):

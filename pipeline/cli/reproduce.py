@@ -1,4 +1,4 @@
-"""`mmpipe reproduce`: one of the MultiLoReFT paper's tables, ours beside the paper's."""
+"""`mmpipe reproduce`: one of the papers' tables (MultiLoReFT, S3, DLF), ours beside the paper's."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from mmpipe.pipeline.cli.app import (
     store_of,
     user_errors,
 )
-from mmpipe.pipeline.datasets import DATASETS
+from mmpipe.pipeline.datasets import DATASETS, Simulation
 from mmpipe.pipeline.datasets.splits import split_counts
 from mmpipe.pipeline.defaults import default_config
 from mmpipe.pipeline.simulate import simulate as run_simulation
@@ -36,65 +36,110 @@ from mmpipe.store.ranges import EPOCHS, MAX_ROWS
 @user_errors
 def reproduce(
     ctx: typer.Context,
-    table: Annotated[str, typer.Argument(help="table1, table3a, table4, table5, table6 or table7.")],
-    seeds: Annotated[int, typer.Option("--seeds", help="Number of seeds (0..N-1), one run each.")] = 4,
-    n: Annotated[int, typer.Option("--n", help="Samples per simulation.")] = 10_000,
+    table: Annotated[str, typer.Argument(help="table1, table3a, table4, table5, table6, table7 (MultiLoReFT), "
+                                              "s3-table1, s3-table2 (S3), dlf-table1 or dlf-table2 (DLF).")],
+    seeds: Annotated[int | None, typer.Option("--seeds", help="Number of seeds (0..N-1), one run each "
+                                              "[default: the paper's: 4 MultiLoReFT, 3 S3 and DLF].")] = None,
+    n: Annotated[int | None, typer.Option("--n", help="Samples per simulation [default: 10,000 for Sim I/II, "
+                                          "simseq's own default for simseq].")] = None,
     fmt: Annotated[str, typer.Option("--format", help="terminal, markdown or latex.")] = "terminal",
     out_file: Annotated[Path | None, typer.Option("--out", help="Write the table to this file.")] = None,
     max_epochs: Annotated[int | None, typer.Option("--max-epochs", help="Cap every epoch limit (a quick look; "
                                                    "the paper's tables use the defaults).")] = None,
     jobs: Annotated[int, typer.Option(help="Seeds fitted in parallel worker processes.")] = 2,
+    datasets: Annotated[list[str] | None, typer.Option(
+        "--dataset", help="Only these of the table's datasets (repeatable) [default: all it has].")] = None,
+    overrides: Annotated[list[str] | None, typer.Option(
+        "--set", help="Config field, key=value, for every fitted method that has it (a quick look; "
+                      "repeatable).")] = None,
 ) -> None:
-    """Reproduce one of the paper's tables on Simulation I/II: simulate, fit every method × seed it
-    needs (reusing stored runs), probe, and print ours beside the paper's numbers."""
+    """Reproduce one of the papers' tables: simulate what it simulates, take the datasets it needs
+    that the store holds (ingested), fit every method × seed it needs (reusing stored runs), probe,
+    and print ours beside the paper's numbers."""
     from mmpipe.evaluate import reproduce as reproduction  # scikit-learn: imported only when used
-    from mmpipe.pipeline.reproduce import fit_table
+    from mmpipe.evaluate import reproduce_papers as papers
+    from mmpipe.pipeline.reproduce import fit_table, split_overrides
 
-    spec = reproduction.spec_of(table)
+    spec = papers.table_spec(table)
     if fmt not in REPORT_FORMATS:
         raise UserError(f"unknown --format {fmt!r}; valid: {', '.join(REPORT_FORMATS)}")
+    seeds = spec.seeds if seeds is None else seeds
     check_seed_count(seeds)
     check_jobs(jobs)
     output_file(out_file)
     if max_epochs is not None:
         check_option("--max-epochs", max_epochs, EPOCHS)
-    simulations = {dataset: _simulation(spec, dataset, n) for dataset in spec.datasets}
-    store = store_of(ctx, create=True)
+    chosen = _chosen(spec, datasets)
+    split_overrides(spec, list(overrides or []))
+    simulations = {d: _simulation(spec, d, n, list(overrides or [])) for d in chosen
+                   if issubclass(DATASETS.get(d), Simulation)}
+    store = store_of(ctx, create=bool(simulations))
+    held = set(store.datasets())
+    missing = [d for d in chosen if d not in simulations and d not in held]
+    versions = {d: store.manifest(d).version() for d in chosen if d not in simulations and d in held}
+    if not versions and not simulations:
+        raise UserError(f"{table}: none of its datasets is in the store ({', '.join(missing)}); add one with "
+                        f"`mmpipe ingest {missing[0]} --data-dir DIR`")
+    if missing:
+        err.print(f"{table}: not in the store, left out: {', '.join(missing)} (`mmpipe ingest DATASET --data-dir DIR` "
+                  "adds one)", markup=False, highlight=False)
     started = time.perf_counter()
-    versions = {}
     for dataset, config in simulations.items():
         versions[dataset] = run_simulation(store, dataset, config).manifest_version
     with err.status(f"reproducing {table}") as status:
-        runs = fit_table(store, spec, list(range(seeds)), versions, max_epochs, progress=status.update, jobs=jobs)
-        probed = reproduction.probe_missing(store, runs, progress=status.update)
+        runs = fit_table(store, spec, list(range(seeds)), versions, max_epochs, progress=status.update, jobs=jobs,
+                         overrides=list(overrides or []))
+        scope = papers.probe_scope if spec.key in papers.PAPER_SPECS else None
+        probed = reproduction.probe_missing(store, runs, progress=status.update, scope=scope)
+    err.print(f"{len(runs)} runs ({probed} newly probed) in {time.perf_counter() - started:.0f} s",
+              markup=False, highlight=False)
+    if spec.key in papers.PAPER_SPECS:
+        emit_tables(papers.comparison_tables(store, spec, runs), fmt, out_file, table, file_width=240)
+        return
     ours = reproduction.our_values(store, runs)
     result = reproduction.comparison_table(spec, ours)
     lines = reproduction.pattern_lines(spec, ours)
     result = dataclasses.replace(result, notes=result.notes + lines)
-    err.print(f"{len(runs)} runs ({probed} newly probed) in {time.perf_counter() - started:.0f} s",
-              markup=False, highlight=False)
     tables = [result]
     if spec.companions:
         methods = tuple(sorted({method for method, _ in spec.fits}))
+        shown = tuple(d for d in spec.datasets if d in versions)
         data = load_report_data(store.results_db, ReportFilters(
-            datasets=spec.datasets, methods=methods, data_versions=tuple(versions[d] for d in spec.datasets)))
+            datasets=shown, methods=methods, data_versions=tuple(versions[d] for d in shown)))
         tables += build_report(data, spec.companions)
     emit_tables(tables, fmt, out_file, table, file_width=240)
 
 
-def _simulation(spec: Any, dataset: str, n: int) -> Any:
-    """The simulation config of ``--n``, refused (one line, before any work) when its train split
-    is smaller than the minibatch of a method the table fits."""
-    config = apply_overrides(DATASETS.get(dataset).Config(), {"n": n}, label=option_label)
-    n_train = split_counts(n, config.train_frac, config.val_frac)["train"]
+def _chosen(spec: Any, datasets: list[str] | None) -> list[str]:
+    """The table's datasets, or those of ``--dataset`` (each one of the table's), in the table's order."""
+    if not datasets:
+        return list(spec.datasets)
+    unknown = [d for d in datasets if d not in spec.datasets]
+    if unknown:
+        raise UserError(f"--dataset {unknown[0]!r} is not a dataset of {spec.key}; valid: {', '.join(spec.datasets)}")
+    return [d for d in spec.datasets if d in datasets]
+
+
+def _simulation(spec: Any, dataset: str, n: int | None, overrides: list[str]) -> Any:
+    """The simulation config of ``--n`` (default: the table's, else the simulation's own), refused
+    (one line, before any work) when its train split is smaller than the minibatch of a method the
+    table fits."""
+    from mmpipe.pipeline.reproduce import split_overrides
+
+    config = DATASETS.get(dataset).Config()
+    n = n if n is not None else spec.simulation_n
+    if n is not None:
+        config = apply_overrides(config, {"n": n}, label=option_label)
+    n_train = split_counts(config.n, config.train_frac, config.val_frac)["train"]
+    per_method = split_overrides(spec, overrides)
     for method, changes in spec.fits:
-        fit_config = dataclasses.replace(default_config(METHODS.get(method).Config, method, dataset), **dict(changes))
+        fit_config = dataclasses.replace(default_config(METHODS.get(method).Config, method, dataset),
+                                         **{**dict(spec.changes_for(dataset)), **dict(changes)})
+        fit_config = apply_overrides(fit_config, per_method[method])
         minibatch = getattr(fit_config, "minibatch_size", None)
         if minibatch is not None and minibatch > n_train:
-            enough = next(m for m in range(n, MAX_ROWS + 1)
+            enough = next(m for m in range(config.n, MAX_ROWS + 1)
                           if split_counts(m, config.train_frac, config.val_frac)["train"] >= minibatch)
-            raise UserError(f"--n {n} leaves {n_train} train rows of {dataset}, fewer than one minibatch of "
+            raise UserError(f"--n {config.n} leaves {n_train} train rows of {dataset}, fewer than one minibatch of "
                             f"{method} ({minibatch}); give --n {enough} or more")
     return config
-
-
