@@ -96,7 +96,7 @@ def gaussian_enhancement(scaled: torch.Tensor, generator: torch.Generator) -> to
 @dataclass(frozen=True)
 class ModulationSummary:
     """What a modulated fit did, for its run record: per modality, the share of steps at which it
-    was the dominant one (k < 1) and its mean coefficient over all steps."""
+    dominated (ρ_u > 1, whatever α) and its mean coefficient over all steps."""
 
     rule: str
     alpha: float
@@ -126,11 +126,12 @@ class GradientModulation:
 
     def update(self, contributions: Mapping[str, torch.Tensor], y: torch.Tensor) -> dict[str, float]:
         """Set this step's k_u from the modalities' contributions (B, n_outputs) on the batch."""
-        self.current = coefficients(modality_scores(contributions, y, self.kind), self.alpha)
+        ratios = discrepancy_ratios(modality_scores(contributions, y, self.kind))
+        self.current = {m: coefficient(r, self.alpha) for m, r in ratios.items()}
         self.steps += 1
-        for modality, k in self.current.items():
-            self.dominant_steps[modality] += k < 1
-            self.coefficient_sums[modality] += k
+        for modality, ratio in ratios.items():
+            self.dominant_steps[modality] += ratio > 1
+            self.coefficient_sums[modality] += self.current[modality]
         return dict(self.current)
 
     def modulate(self, grad: torch.Tensor, modality: str) -> torch.Tensor:

@@ -138,8 +138,9 @@ def test_modulation_off_trains_exactly_as_without_the_option(data):
     # alpha = 0 makes every k 1: the hooks run and must leave training bit-identical
     hooked, hooked_history = LateFusion.fit(data, dataclasses.replace(base, modulation="ogm", modulation_alpha=0.0), 0)
     assert all(torch.equal(v, hooked.state_dict()[k]) for k, v in plain.state_dict().items())
-    assert hooked_history["modulation"]["mean_coefficient"] == {"m1": 1.0, "m2": 1.0}
-    assert hooked_history["modulation"]["steps"] > 0
+    summary = hooked_history["modulation"]
+    assert summary["mean_coefficient"] == {"m1": 1.0, "m2": 1.0} and summary["steps"] > 0
+    assert math.isclose(sum(summary["dominant_share"].values()), 1.0), "two modalities: one dominates per step"
     strong, strong_history = LateFusion.fit(data, dataclasses.replace(base, modulation="ogm", modulation_alpha=1.0), 0)
     summary = strong_history["modulation"]
     assert summary["rule"] == "ogm" and summary["alpha"] == 1.0
