@@ -6,8 +6,9 @@ over the seeds (`probe_missing` probes what the tables read: `probe_scope`).
 
 - ``s3-table1``: per dataset and granularity G ∈ {2, 4, 8}, the test accuracy of a probe on
   [z_vision, z_text] after Specialization, after Selection and at each ρ = 0.9 … 0.1 (the S3
-  components ``spec``, ``sel``, ``rho90`` … ``rho10``), the ρ each seed chose on validation, and the
-  routers' share of the parameters (Table 4) beside it.
+  components ``spec``, ``sel``, ``rho90`` … ``rho10``), the ρ each seed chose on validation, and
+  from the run records the routers' share of the parameters (Table 4) and the active parameters
+  per token at each ρ (Table 5) beside it.
 - ``s3-table2``: G = 8: Specialization, +Selection, +Sparsification at the ρ each run chose on
   **validation** (its record, `S3Summary.rho_val`), and separately, labelled test-picked, at the ρ
   with the best mean *test* accuracy, which is what the paper's Table 2 reports; the paper's
@@ -114,8 +115,7 @@ class Scores:
         present = [scale * v for v in values if v is not None]
         if not present:
             return None
-        summary = mean_std(present)
-        return summary.mean, summary.std
+        return _mean_and_std(present)
 
 
 def load_scores(store: Store, runs: Sequence[RunEntry]) -> Scores:
@@ -239,7 +239,7 @@ def s3_table1(spec: TableSpec, runs: Sequence[RunEntry], scores: Scores) -> list
     table = Table(spec.key, spec.title, "S3 after Specialization, Selection and Sparsification at each ρ: ours "
                   "beside the paper's Table 1.", headers, rows, [], frozenset(rule_before),
                   [*_s3_notes(spec, runs, scores), "ρ chosen on val: per seed, from the run's record (S3Summary)."])
-    return [table, _router_share(spec, runs)]
+    return [table, _router_share(spec, runs), _active_parameters(spec, runs)]
 
 
 def _router_share(spec: TableSpec, runs: Sequence[RunEntry]) -> Table:
@@ -260,6 +260,36 @@ def _router_share(spec: TableSpec, runs: Sequence[RunEntry]) -> Table:
              "seed of a config). The paper does not state its widths; ours are the runs' config."]
     return Table(f"{spec.key}-routers", "S3 Table 4: router share of the parameters (%)",
                  "The routers' share of all parameters.", headers, rows, groups_row, frozenset(), notes)
+
+
+def _active_parameters(spec: TableSpec, runs: Sequence[RunEntry]) -> Table:
+    """Table 5: active parameters per token at each ρ, % of ρ = 1, ours (from the records: both
+    encoders, over the rows transformed) beside the paper's."""
+    groups = _by_dataset_and_g(runs)
+    rows, rule_before = [], set()
+    for dataset in _datasets_of(spec, runs):
+        for g in reference_s3.GRANULARITIES:
+            group = groups.get((dataset, g))
+            if not group:
+                continue
+            fractions = [S3Summary.from_history(r.record.history).active_fraction for r in group]
+            rule_before.add(len(rows))
+            rows.append([Cell(dataset), Cell(str(g)), Cell("ours"),
+                         *(Cell(format_mean_std(*_mean_and_std([100 * f[str(rho)] for f in fractions]), 2))
+                           for rho in RHOS[1:])])
+            paper = reference_s3.TABLE5.get((dataset, g))
+            if paper is not None:
+                rows.append([Cell(""), Cell(""), Cell("paper"), *(Cell(f"{v:.2f}") for v in paper)])
+    headers = ["Dataset", "G", "", *(f"ρ={r:g}" for r in RHOS[1:])]
+    notes = ["Attention and the kept experts' parameters per token (routers excluded), relative to ρ = 1, from each "
+             "run's record; ours: mean ± std over the seeds."]
+    return Table(f"{spec.key}-active", "S3 Table 5: active parameters per token (% of ρ = 1)",
+                 "Active parameters per token under Sparsification.", headers, rows, [], frozenset(rule_before), notes)
+
+
+def _mean_and_std(values: Sequence[float]) -> tuple[float, float | None]:
+    summary = mean_std(values)
+    return summary.mean, summary.std
 
 
 def _best_on_test(group: Sequence[RunEntry], scores: Scores, label: str, metric: str) -> str | None:

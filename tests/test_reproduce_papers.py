@@ -74,6 +74,12 @@ def test_s3_table1_layout_and_the_typed_paper_rows(store):
     assert "mosi sentiment (acc2_has0)" in result.stdout.replace("\\_", "_")
     routers = _rows(result.stdout, "S3 Table 4")
     assert routers[1][0] == "mosi" and routers[1][2::2] == [f"{v:.4f}" for v in reference_s3.TABLE4["mosi"]]
+    share = {r.record.config["granularity"]: S3Summary.from_history(r.record.history).router_share for r in runs}
+    assert routers[1][1::2] == [f"{100 * share[g]:.4f}" for g in (2, 4, 8)]
+    active = _rows(result.stdout, "S3 Table 5")
+    assert [r[:3] for r in active[1:]] == [r[:3] for r in body]
+    for g, paper in zip((2, 4, 8), active[2::2], strict=True):
+        assert paper[3:] == [f"{v:.2f}" for v in reference_s3.TABLE5[("mosi", g)]]
 
 
 def test_s3_table2_val_chosen_and_test_picked_rows_then_reuses_everything(store):
@@ -158,6 +164,9 @@ def test_s3_reference_has_the_papers_shape():
     for row in (*reference_s3.TABLE2_BASELINES, reference_s3.TABLE2_SPECIALIZATION, reference_s3.TABLE2_SELECTION,
                 reference_s3.TABLE2_SPARSIFICATION):
         assert len(row.scores) == len(reference_s3.DATASETS)
+    assert list(reference_s3.TABLE5) == [(r.dataset, r.granularity) for r in reference_s3.TABLE1]
+    for fractions in reference_s3.TABLE5.values():  # ρ = 0.9 … 0.1: one value each, falling with ρ
+        assert len(fractions) == len(RHOS) - 1 and list(fractions) == sorted(fractions, reverse=True)
     assert set(reference_s3.TABLE4) == set(reference_s3.DATASETS)
     assert all(len(v) == 3 and v[0] < v[1] < v[2] for v in reference_s3.TABLE4.values())
 
