@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 
 import duckdb
 import numpy as np
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 
 from mmpipe.adapters import METHODS
 from mmpipe.adapters.base import AdapterMethod
+from mmpipe.adapters.checkpoint import load_model
 from mmpipe.adapters.data import load_features
 from mmpipe.evaluate import corruption, probes
 from mmpipe.evaluate.probes import ProbeConfig, probe_run
@@ -24,7 +26,7 @@ from mmpipe.pipeline.cli import app
 from mmpipe.pipeline.datasets.sim1 import Sim1Config
 from mmpipe.pipeline.fit import fit_runs
 from mmpipe.pipeline.simulate import simulate
-from mmpipe.pipeline.stress import StressConfig, corrupted_versions, stress_run
+from mmpipe.pipeline.stress import StressConfig, corrupted_versions, run_features, stress_run
 from mmpipe.store.errors import UserError
 from mmpipe.store.root import Store
 from tests.affect_files import write
@@ -142,11 +144,30 @@ def test_a_representation_without_the_modality_is_flat(fitted):
     corruption, while h_m1 loses what m1 carried."""
     store, frozen, _ = fitted
     for mode, std in (("zero", None), ("mean", None), ("noise", 2.0)):
-        by_rate = _by_rate(stress_run(store, frozen, StressConfig("m1", RATES, mode, std)))
+        by_rate = _by_rate(stress_run(store, frozen, StressConfig("m1", RATES, mode, std), labels=["y_s", "y_m1"]))
         for key, value in by_rate[0.0].items():
             if key[0] == "h_m2":
                 assert all(by_rate[rate][key] == value for rate in RATES), (mode, key)
         assert by_rate[0.6][("h_m1", "y_m1", "mse")][0] > 2 * by_rate[0.0][("h_m1", "y_m1", "mse")][0] + 0.01, mode
+
+
+def test_a_corrupted_row_is_the_same_at_every_rate(fitted):
+    """Nested rows, and a row corrupted at 0.2 is corrupted the same way at 0.6 (its own noise)."""
+    store, frozen, _ = fitted
+    data = run_features(store, frozen)
+    clean = {k: v.numpy() for k, v in frozen.components().items()}
+    candidates = np.flatnonzero(frozen.valid() & data.manifest.split_mask("test"))
+    versions = corrupted_versions(load_model(frozen), data, clean, StressConfig("m1", (0.2, 0.6), "noise", 1.0),
+                                  candidates)
+    moved = {rate: np.flatnonzero((arrays["h_m1"] != clean["h_m1"]).any(axis=1))
+             for rate, (_, arrays) in versions.items()}
+    assert [len(moved[r]) for r in (0.2, 0.6)] == [versions[0.2][0], versions[0.6][0]]
+    assert set(moved[0.2]) < set(moved[0.6])
+    np.testing.assert_array_equal(versions[0.2][1]["h_m1"][moved[0.2]], versions[0.6][1]["h_m1"][moved[0.2]])
+    np.testing.assert_array_equal(versions[0.6][1]["h_m2"], clean["h_m2"])  # h_m2 never sees m1
+    with pytest.raises(UserError, match="cannot be stress-tested"):  # a checkpoint that is not the run's
+        corrupted_versions(load_model(frozen), data, {**clean, "h_m1": clean["h_m1"] + 1},
+                           StressConfig("m1", (0.2,)), candidates)
 
 
 def test_probes_are_fitted_once_on_clean_data(fitted, monkeypatch):
@@ -285,8 +306,8 @@ def _count(store, sql):
 
 def test_command_end_to_end_idempotent(fitted, tmp_path):
     store, frozen, late = fitted
-    args = ["stress", "late-fusion", "--dataset", "sim1", "--modality", "m1", "--rates", "0,0.3,0.6",
-            "--plot", str(tmp_path / "plots")]
+    args = ["stress", "late-fusion", "--dataset", "sim1", "--modality", "m1", "--rates", "0,0.3,0.6", "--label", "y_s",
+            "--component", "fused", "--plot", str(tmp_path / "plots")]
     first = _cli(store, *args)
     assert first.exit_code == 0, first.output
     assert "for 2 run(s)" in first.stdout and f"{tmp_path}/plots/stress-sim1-m1-zero_seed_0-y_s.png" in first.stdout
@@ -295,7 +316,8 @@ def test_command_end_to_end_idempotent(fitted, tmp_path):
     count = _count(store, f"SELECT count(*) AS n FROM stress {where}")[0]["n"]
     assert _cli(store, *args).exit_code == 0
     assert _count(store, f"SELECT count(*) AS n FROM stress {where}")[0]["n"] == count  # replaced, not duplicated
-    more = _cli(store, "stress", late[0].run_id, "--modality", "m1", "--rates", "0.8")
+    more = _cli(store, "stress", late[0].run_id, "--modality", "m1", "--rates", "0.8", "--label", "y_s",
+                "--component", "fused")
     assert more.exit_code == 0, more.output
     rates = _count(store, f"SELECT DISTINCT rate FROM stress {where} ORDER BY rate")
     assert [r["rate"] for r in rates] == [0.0, 0.3, 0.6, 0.8]  # a new rate adds, never removes
@@ -334,13 +356,11 @@ def test_command_refuses_in_one_line(fitted, args, words):
 def test_a_results_db_from_before_the_stress_table_reads(fitted, tmp_path):
     """A file without the stress table (an older mmpipe's) reads with an empty one; the next write adds it."""
     store, frozen, _ = fitted
-    old = Store.open(tmp_path / "old", create=True)
-    simulate(old, "sim1", Sim1Config(n=300))
-    run = fit_runs(old, "inputs", "sim1", {"m1": None, "m2": None}, METHODS.get("inputs").Config(), [0])[0].run
-    save_probes(old, run, probe_run(old, run, labels=["y_s"]))
+    shutil.copytree(store.root, tmp_path / "old")
+    old = Store.open(tmp_path / "old")
+    run = old.run(frozen.run_id)
     with duckdb.connect(str(old.results_db)) as conn:
-        for view in ("stress_summary",):
-            conn.execute(f"DROP VIEW {view}")
+        conn.execute("DROP VIEW stress_summary")
         conn.execute("DROP TABLE stress")
     assert _count(old, "SELECT count(*) AS n FROM stress_summary")[0]["n"] == 0
     outcome = stress_run(old, run, StressConfig("m2", (0.0, 0.5)), ProbeConfig(), labels=["y_s"])
