@@ -83,8 +83,9 @@ class StressOutcome:
     n_candidates: int = 0  # valid test rows
 
 
-def resolve_runs(store: Store, run_or_method: str, dataset: str | None) -> list[RunEntry]:
-    """A run id (or unique prefix), or a method name: every run of that method on ``dataset``."""
+def resolve_runs(store: Store, run_or_method: str, dataset: str | None, modality: str) -> list[RunEntry]:
+    """A run id (or unique prefix); or a method name: every run of that method on ``dataset`` that
+    took ``modality`` as an input."""
     if run_or_method in METHODS.names():
         if dataset is None:
             raise UserError(f"{run_or_method} is a method: name the dataset of its runs with --dataset")
@@ -92,7 +93,12 @@ def resolve_runs(store: Store, run_or_method: str, dataset: str | None) -> list[
         if not runs:
             raise UserError(f"the store holds no {run_or_method} run on {dataset}; fit one with "
                             f"`mmpipe fit {run_or_method} --dataset {dataset}`")
-        return runs
+        taking = [r for r in runs if modality in r.record.inputs]
+        if not taking:
+            seen = sorted({m for r in runs for m in r.record.inputs})
+            raise UserError(f"no {run_or_method} run on {dataset} took --modality {modality} as an input "
+                            f"(their inputs: {', '.join(seen)})")
+        return taking
     run = store.run(run_or_method)
     if dataset is not None and run.record.dataset != dataset:
         raise UserError(f"--dataset {dataset}: run {run.run_id} was fitted on {run.record.dataset}")

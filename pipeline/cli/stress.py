@@ -32,7 +32,7 @@ def parse_rates(text: str) -> tuple[float, ...]:
 def stress(
     ctx: typer.Context,
     run_or_method: Annotated[str, typer.Argument(
-        help="A run id (or unique prefix), or a method name: every run of it on --dataset.")],
+        help="A run id (or unique prefix), or a method name: every run of it on --dataset that took --modality.")],
     modality: Annotated[str, typer.Option(help="The modality to corrupt.")],
     dataset: Annotated[str | None, typer.Option(help="The dataset (needed with a method name).")] = None,
     rates: Annotated[str, typer.Option(help="Fractions of the test rows to corrupt, increasing, in [0, 1).")]
@@ -68,7 +68,7 @@ def stress(
     if blocking is not None:
         raise UserError(f"--plot {plot}: {blocking} is a file, not a directory")
     store = store_of(ctx)
-    runs = resolve_runs(store, run_or_method, dataset)
+    runs = resolve_runs(store, run_or_method, dataset, config.modality)
     for run in runs:  # every refusal before any work
         check_run(store, run, config, probe_config, label, component)
     total = 0
