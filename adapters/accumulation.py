@@ -23,7 +23,9 @@ from a run that spent random numbers on them. (The code's loader also keeps a sh
 minibatch; here every minibatch is full, `adapters.training.minibatches`.)
 
 A fit whose train or validation loss becomes NaN or infinite stops with the loss named
-(`check_finite`).
+(`check_finite`). Every epoch's mean train terms and the validation loss (one number: term ``loss``,
+or named terms of which ``loss`` is the monitored one) are the fit's training curves
+(`adapters/curves.py`, stage ``train``).
 """
 
 from __future__ import annotations
@@ -36,12 +38,15 @@ import torch
 from torch import nn
 
 from mmpipe.adapters.base import ProgressFn
+from mmpipe.adapters.curves import HISTORY_KEY as CURVES
+from mmpipe.adapters.curves import LOSS, Curves
+from mmpipe.adapters.loop import Losses, loss_terms
 from mmpipe.adapters.training import check_finite, minibatches
 from mmpipe.store.errors import UserError
 
 # (B,) train row indices → {loss name: scalar}; "total" is the one differentiated
 LossFn = Callable[[torch.Tensor], Mapping[str, torch.Tensor]]
-ValidateFn = Callable[[], float]  # the monitored validation loss, model in eval mode, no grad
+ValidateFn = Callable[[], Losses]  # the monitored validation loss (or terms, LOSS monitored), eval mode, no grad
 
 
 @dataclass(frozen=True)
@@ -72,8 +77,9 @@ def train_accumulated(model: nn.Module, parameters: Iterable[nn.Parameter], loss
                       validate: ValidateFn, n_train: int, schedule: Schedule, *, generator: torch.Generator,
                       device: torch.device, progress: ProgressFn | None = None, method: str = "") -> dict[str, Any]:
     """Run the schedule (module docstring); returns the history: epochs run, why it stopped, the
-    best epoch and its validation loss, and per epoch the mean train losses (over the minibatches
-    trained on), the validation loss and the learning rate it ran with."""
+    best epoch and its validation loss, per epoch the learning rate it ran with, and the training
+    curves (per epoch the mean train losses over the minibatches trained on, and the validation
+    loss)."""
     params = [p for p in parameters if p.requires_grad]
     optimizer = torch.optim.Adam(params, lr=schedule.lr)
     plateau = torch.optim.lr_scheduler.ReduceLROnPlateau(optimizer, mode="min", factor=schedule.plateau_factor,
@@ -81,6 +87,7 @@ def train_accumulated(model: nn.Module, parameters: Iterable[nn.Parameter], loss
     used = schedule.updates_per_epoch(n_train) * schedule.accumulate  # minibatches that reach an update
     best, best_epoch, best_state = float("inf"), 0, None
     rows: list[dict[str, Any]] = []
+    curves = Curves()
     reason = "epoch cap"
     for epoch in range(1, schedule.max_epochs + 1):
         lr = optimizer.param_groups[0]["lr"]
@@ -103,13 +110,16 @@ def train_accumulated(model: nn.Module, parameters: Iterable[nn.Parameter], loss
         check_finite(method, train, epoch, "train")
         model.eval()
         with torch.no_grad():
-            val = float(validate())
+            val_terms = loss_terms(validate())
+        val = val_terms[LOSS]
         check_finite(method, {"validation": val}, epoch, "train")
+        curves.add("train", epoch, "train", train)
+        curves.add("train", epoch, "val", val_terms)
         plateau.step(val)
         if val <= best - schedule.min_improvement:
             best, best_epoch = val, epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-        rows.append({"epoch": epoch, "lr": lr, "val": val, **{f"train_{k}": v for k, v in train.items()}})
+        rows.append({"epoch": epoch, "lr": lr})
         stopping = epoch - best_epoch >= schedule.early_stop
         if progress is not None and (epoch % 5 == 0 or stopping):
             progress(f"epoch {epoch}: train {train.get('total', float('nan')):.4f} val {val:.4f} lr {lr:.2e}")
@@ -120,4 +130,5 @@ def train_accumulated(model: nn.Module, parameters: Iterable[nn.Parameter], loss
         model.load_state_dict(best_state)
     return {"epochs": len(rows), "reason": reason, "best_epoch": best_epoch, "best_val": best,
             "updates_per_epoch": schedule.updates_per_epoch(n_train),
-            "minibatches_skipped_per_epoch": n_train // schedule.minibatch_size - used, "epoch_history": rows}
+            "minibatches_skipped_per_epoch": n_train // schedule.minibatch_size - used, "epoch_history": rows,
+            CURVES: curves.rows()}

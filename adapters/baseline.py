@@ -3,7 +3,7 @@ with train statistics, small MLPs, the opening of a self-supervised fit and one 
 
 Every baseline trains on the same cached tensors as MultiLoReFT, standardised with the train
 mean and std (saved in the checkpoint), with AdamW and validation-based early stopping
-(`adapters/loop.py`).
+(`adapters/loop.py`), and records its training curves (`adapters/curves.py`).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ import torch
 from torch import nn
 
 from mmpipe.adapters.base import AdapterMethod, Dims, ProgressFn, TwoModalityMethod
+from mmpipe.adapters.curves import HISTORY_KEY as CURVES
+from mmpipe.adapters.curves import Curves
 from mmpipe.adapters.data import MultimodalFeatures
 from mmpipe.adapters.loop import StepFn, ValidateFn, train_epochs
 from mmpipe.adapters.sizes import check_sizes
@@ -107,11 +109,14 @@ def train_one_stage(model: Sized, config: BaselineConfig, step: StepFn, validate
                     generator: torch.Generator, device: torch.device, progress: ProgressFn | None, started: float,
                     **record: Any) -> tuple[Baseline, dict[str, Any]]:
     """Train with the config's schedule (one stage of ``train_epochs``, one CPU thread) and return
-    the model with its history record (``record`` adds method-specific entries)."""
+    the model with its history record, training curves included (``record`` adds method-specific
+    entries)."""
+    curves = Curves()
     with single_cpu_thread(device):
         history = train_epochs(model, step, n_train, batch_size=config.minibatch_size, max_epochs=config.max_epochs,
                                patience=config.patience, min_rel_improvement=config.min_rel_improvement,
-                               generator=generator, device=device, validate=validate, progress=progress)
-    return model, {"stage_history": [history], "epochs": history["epochs"], **record,
+                               generator=generator, device=device, curves=curves, validate=validate,
+                               progress=progress)
+    return model, {"stage_history": [history], "epochs": history["epochs"], CURVES: curves.rows(), **record,
                    "sizes": list(check_sizes(config, model.dim_map)),
                    "timings": {"train_s": time.perf_counter() - started}}

@@ -12,6 +12,8 @@ per-loss gradients computed for the norms are combined into the model's gradient
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 
@@ -22,6 +24,11 @@ class GradNorm:
         self.weights = torch.ones(n_losses, device=device, requires_grad=True)
         self.optimizer = torch.optim.Adam([self.weights], lr=lr)
         self.initial: torch.Tensor | None = None
+
+    def named_weights(self, names: Sequence[str]) -> dict[str, float]:
+        """The current weights by loss name (``names`` in the order of the losses): what the
+        training curves record (`staged.Stage.weights`)."""
+        return dict(zip(names, self.weights.detach().tolist(), strict=True))
 
     def backward(self, losses: list[torch.Tensor], params: list[torch.nn.Parameter],
                  shared: list[torch.nn.Parameter]) -> None:

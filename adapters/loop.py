@@ -5,31 +5,42 @@ the best validation epoch restored at the end.
 Without a validation function (APOLLO's latent optimisation, which has no latents for val rows)
 the plateau is read on the epoch's mean training loss and the final weights are kept. An epoch
 whose training or validation loss is NaN or infinite stops the fit (`check_finite`).
+
+A step (and the validation) returns its loss as one number, or as named terms of which ``loss``
+(`curves.LOSS`) is the one trained on (monitored); the others are only recorded. Every epoch's
+mean train terms and validation terms go to the fit's `Curves` (adapters/curves.py).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
 from torch import nn
 
 from mmpipe.adapters.base import ProgressFn
+from mmpipe.adapters.curves import LOSS, Curves
 from mmpipe.adapters.training import Plateau, check_finite, minibatches
 
-StepFn = Callable[[torch.Tensor], float]  # (B,) row indices into the train tensors → the step's loss
-ValidateFn = Callable[[], float]
+Losses = float | Mapping[str, float]  # one loss, or named terms with LOSS the one trained on / monitored
+StepFn = Callable[[torch.Tensor], Losses]  # (B,) row indices into the train tensors → the step's loss
+ValidateFn = Callable[[], Losses]
+
+
+def loss_terms(value: Losses) -> dict[str, float]:
+    """A step's or a validation's return as named terms (one number: term ``loss``)."""
+    return {k: float(v) for k, v in value.items()} if isinstance(value, Mapping) else {LOSS: float(value)}
 
 
 def train_epochs(model: nn.Module, step: StepFn, n_train: int, *, batch_size: int, max_epochs: int, patience: int,
                  min_rel_improvement: float, generator: torch.Generator, device: torch.device,
-                 validate: ValidateFn | None = None, progress: ProgressFn | None = None,
+                 curves: Curves, validate: ValidateFn | None = None, progress: ProgressFn | None = None,
                  stage: str = "train") -> dict[str, Any]:
-    """Run up to ``max_epochs`` epochs of ``step`` over shuffled train minibatches.
+    """Run up to ``max_epochs`` epochs of ``step`` over shuffled train minibatches, recording each
+    epoch's train (and val) terms in ``curves``.
 
-    Returns the stage history: epochs run, why it stopped, the best epoch and the per-epoch
-    train (and val) losses.
+    Returns the stage history: epochs run, why it stopped and the best epoch.
     """
     plateau = Plateau(patience, min_rel_improvement)
     train_losses: list[float] = []
@@ -37,19 +48,25 @@ def train_epochs(model: nn.Module, step: StepFn, n_train: int, *, batch_size: in
     best_state, best_epoch, reason = None, 0, "epoch cap"
     for epoch in range(1, max_epochs + 1):
         model.train()
-        total, steps = 0.0, 0
+        totals: dict[str, float] = {}
+        steps = 0
         for index in minibatches(n_train, batch_size, generator, device):
-            total += step(index)
+            for term, value in loss_terms(step(index)).items():
+                totals[term] = totals.get(term, 0.0) + value
             steps += 1
-        train_losses.append(total / max(steps, 1))
+        train = {term: total / max(steps, 1) for term, total in totals.items()} or {LOSS: 0.0}
+        train_losses.append(train[LOSS])
+        curves.add(stage, epoch, "train", train)
         method = getattr(model, "name", type(model).__name__)
         check_finite(method, {"train": train_losses[-1]}, epoch, stage)
         if validate is not None:
             model.eval()
             with torch.no_grad():
-                monitored = float(validate())
+                val = loss_terms(validate())
+            monitored = val[LOSS]
             check_finite(method, {"validation": monitored}, epoch, stage)
             val_losses.append(monitored)
+            curves.add(stage, epoch, "val", val)
             if monitored < plateau.best:
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 best_epoch = epoch
@@ -65,5 +82,4 @@ def train_epochs(model: nn.Module, step: StepFn, n_train: int, *, batch_size: in
             break
     if best_state is not None:
         model.load_state_dict(best_state)
-    return {"stage": stage, "epochs": len(train_losses), "reason": reason, "best_epoch": best_epoch,
-            "train_loss": train_losses, "val_loss": val_losses}
+    return {"stage": stage, "epochs": len(train_losses), "reason": reason, "best_epoch": best_epoch}

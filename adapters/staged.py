@@ -20,9 +20,11 @@ pruning). Per stage the trainer
   ``max_epochs`` ("epoch cap"). A stage with no active loss is skipped ("skipped: no active loss").
 
 Epochs are counted across stages. The history (`StagedHistory`) holds one row per stage (name,
-first and last epoch, why it ended, its losses) and one row per epoch (epoch, stage, the
-``describe()`` fields, e.g. ranks, and ``val_<loss>`` for every validation loss). CPU fits run on one
-intra-op thread (`single_cpu_thread`).
+first and last epoch, why it ended, its losses), one row per epoch (epoch, stage, the
+``describe()`` fields, e.g. ranks, and ``val_<loss>`` for every validation loss) and the training
+curves (`adapters/curves.py`): per epoch, the mean of each trained loss over the epoch's
+minibatches, every validation loss, and the loss weights of a stage that declares them
+(``Stage.weights``, e.g. GradNorm's). CPU fits run on one intra-op thread (`single_cpu_thread`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from mmpipe.adapters.curves import Curves
 from mmpipe.adapters.training import Plateau, check_finite, minibatches, single_cpu_thread
 
 ProgressFn = Callable[[str], None]
@@ -41,6 +44,7 @@ ProgressFn = Callable[[str], None]
 TrainLossesFn = Callable[[torch.Tensor, tuple[str, ...]], Mapping[str, torch.Tensor]]
 ValidationFn = Callable[[], Mapping[str, float]]  # every loss on the validation rows (model in eval mode)
 BackwardFn = Callable[[Mapping[str, torch.Tensor]], None]  # set .grad from the stage's losses
+WeightsFn = Callable[[], Mapping[str, float]]  # loss name → its current weight in the trained loss
 
 
 @dataclass
@@ -74,7 +78,8 @@ class Stage:
     sum of their validation values); ``optimizer`` builds the optimiser over the parameters this
     stage trains; ``backward`` combines the losses into gradients; ``after_epoch`` hooks run after
     each epoch's validation, before the history row and the plateau (so a hook that prunes shows
-    in that epoch's row).
+    in that epoch's row); ``weights``, when the stage learns its loss weights, reads them for the
+    training curves after each epoch.
     """
 
     name: str
@@ -85,12 +90,14 @@ class Stage:
     min_rel_improvement: float = 1e-3
     backward: BackwardFn = unweighted_sum
     after_epoch: tuple[EpochHook, ...] = ()
+    weights: WeightsFn | None = None
 
 
 @dataclass
 class StagedHistory:
     stages: list[dict[str, Any]] = field(default_factory=list)  # one row per stage
     epochs: list[dict[str, Any]] = field(default_factory=list)  # one row per epoch
+    curves: Curves = field(default_factory=Curves)
 
     @property
     def n_epochs(self) -> int:
@@ -138,9 +145,14 @@ class StagedTrainer:
             self.epoch += 1
             context.epoch, context.val = self.epoch, self.validation_losses()
             # before the hooks: pruning cannot take the SVD of a diverged projection
-            check_finite(method, {**dict(zip(stage.losses, sums.tolist(), strict=True)),
+            check_finite(method, {**{k: sums[k] for k in stage.losses},
                                   **{f"{k} (validation)": context.val[k] for k in stage.losses}},
                          self.epoch, stage.name)
+            batches = self.n_train // self.batch_size or 1  # `minibatches`: full batches, or one short one
+            self.history.curves.add(stage.name, self.epoch - start, "train", {k: v / batches for k, v in sums.items()})
+            self.history.curves.add(stage.name, self.epoch - start, "val", context.val)
+            if stage.weights is not None:
+                self.history.curves.add(stage.name, self.epoch - start, "weight", stage.weights())
             for hook in stage.after_epoch:
                 hook(context)
             described = self.describe()
@@ -157,18 +169,24 @@ class StagedTrainer:
         self.history.stages.append({"stage": stage.name, "start_epoch": start, "end_epoch": self.epoch,
                                     "reason": reason, "losses": list(stage.losses)})
 
-    def train_epoch(self, stage: Stage, optimizer: torch.optim.Optimizer) -> torch.Tensor:
-        """One pass over a fresh permutation of the train rows, full batches only; returns the
-        stage's losses summed over the batches, (n_losses,) on the device (never read per batch)."""
+    def train_epoch(self, stage: Stage, optimizer: torch.optim.Optimizer) -> dict[str, float]:
+        """One pass over a fresh permutation of the train rows, full batches only; returns every
+        loss ``train_losses`` gave (the stage's, and any other terms it reports) summed over the
+        batches, summed on the device and read once."""
         self.model.train()
-        sums = torch.zeros(len(stage.losses), device=self.device)
+        names, sums = stage.losses, None
         for index in minibatches(self.n_train, self.batch_size, self.generator, self.device):
-            sums += self.step(stage, optimizer, index)
-        return sums
+            names, values = self.step(stage, optimizer, index)
+            sums = values if sums is None else sums + values
+        return dict(zip(names, sums.tolist(), strict=True)) if sums is not None else dict.fromkeys(names, 0.0)
 
-    def step(self, stage: Stage, optimizer: torch.optim.Optimizer, index: torch.Tensor) -> torch.Tensor:
+    def step(self, stage: Stage, optimizer: torch.optim.Optimizer,
+             index: torch.Tensor) -> tuple[tuple[str, ...], torch.Tensor]:
+        """One optimiser step; the names of the losses ``train_losses`` gave, the stage's first,
+        and their values (n,) detached."""
         losses = self.train_losses(index, stage.losses)
         optimizer.zero_grad(set_to_none=True)
         stage.backward({name: losses[name] for name in stage.losses})
         optimizer.step()
-        return torch.stack([losses[name].detach() for name in stage.losses])  # (n_losses,)
+        names = (*stage.losses, *(k for k in losses if k not in stage.losses))
+        return names, torch.stack([losses[name].detach() for name in names])  # (n,)

@@ -6,6 +6,7 @@
 - :func:`rank_trajectory`: the rank of each subspace over epochs (``RunRecord.history["rank_history"]``),
   with the stage boundaries of ``history["stage_history"]`` as dashed lines.
 - S3's pruning curve and routing picture (``history["s3"]``): `evaluate/plots_s3.py`.
+- The training curves (``history["curves"]``): `evaluate/plots_curves.py`.
 
 :func:`plot_run` draws the PCA scatter of every run, then each figure of ``RECORD_FIGURES`` whose
 history key the run's record holds: what a run gets drawn follows from what it recorded, never
@@ -21,7 +22,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
+from mmpipe.adapters.curves import HISTORY_KEY as CURVES
 from mmpipe.evaluate import plots_s3
+from mmpipe.evaluate.plots_curves import curves_figure
 from mmpipe.evaluate.plots_output import check_format, save
 from mmpipe.store.errors import UserError
 from mmpipe.store.manifest import Manifest
@@ -134,17 +137,22 @@ RECORD_FIGURES = (
     RecordFigure("rank_history", "ranks", lambda run, out, store, say: rank_trajectory(run, out)),
     RecordFigure("s3", "pruning", plots_s3.pruning_figure),
     RecordFigure("s3", "routing", plots_s3.routing_figure),
+    RecordFigure(CURVES, "curves", lambda run, out, store, say: curves_figure(run, out)),
 )
 
 
 def plot_run(run: RunEntry, manifest: Manifest, out_dir: Path, fmt: str = "png", *,
              components: Sequence[str] | None = None, labels: Sequence[str] | None = None,
-             store: Store | None = None, say: Callable[[str], None] = lambda line: None) -> list[Path]:
+             store: Store | None = None, say: Callable[[str], None] = lambda line: None,
+             curves_only: bool = False) -> list[Path]:
     """All figures of a run into ``out_dir``: the PCA scatter, then each of ``RECORD_FIGURES`` the
     run's record holds the data for. ``store``: where the run's other seeds and probe rows are read
-    (S3's pruning curve); ``say``: receives one-line notes (e.g. that a run is not probed yet)."""
+    (S3's pruning curve); ``say``: receives one-line notes (e.g. that a run is not probed yet);
+    ``curves_only``: the training curves alone (a run without them is refused)."""
     check_format(fmt)
     out_dir = Path(out_dir)
+    if curves_only:
+        return [curves_figure(run, out_dir / f"{run.run_id}-curves.{fmt}")]
     written = [pca_scatter(run, manifest, out_dir / f"{run.run_id}-pca.{fmt}", components=components, labels=labels)]
     for figure in RECORD_FIGURES:
         if run.record.history.get(figure.key):

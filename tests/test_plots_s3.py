@@ -65,7 +65,7 @@ def test_without_probes_the_pruning_figure_shows_validation_and_says_to_probe(fi
     result = invoke(root, "plot", main[0].run_id, "--out", str(tmp_path / "plots"))
     assert "no probe rows for label y yet" in result.output and f"mmpipe probe {main[0].run_id}" in result.output
     names = sorted(p.name for p in (tmp_path / "plots").iterdir())
-    assert names == sorted(f"{main[0].run_id}-{kind}.png" for kind in ("pca", "pruning", "routing"))
+    assert names == sorted(f"{main[0].run_id}-{kind}.png" for kind in ("pca", "pruning", "routing", "curves"))
     width, height = Image.open(tmp_path / "plots" / f"{main[0].run_id}-pruning.png").size
     assert height > 300 and width < 2 * height  # one panel: validation only
 

@@ -39,6 +39,7 @@ from torch import nn
 
 from mmpipe.adapters.base import Dims, ProgressFn, with_shared_and_fused
 from mmpipe.adapters.baseline import Baseline, BaselineConfig, mlp, start_fit
+from mmpipe.adapters.curves import Curves
 from mmpipe.adapters.data import MultimodalFeatures
 from mmpipe.adapters.loop import train_epochs
 from mmpipe.adapters.losses import latent_norm_penalty
@@ -134,9 +135,10 @@ class APOLLO(Baseline):
                                                             n_train=len(d.split_index["train"])))
         model, generator, device, started = start.model, start.generator, start.device, start.started
         (train1, train2), (val1, val2) = start.split("train"), start.split("val")
+        curves = Curves()
         common = {"batch_size": config.minibatch_size, "patience": config.patience,
                   "min_rel_improvement": config.min_rel_improvement, "generator": generator, "device": device,
-                  "progress": progress}
+                  "progress": progress, "curves": curves}
         latent_optimizer = torch.optim.AdamW([
             {"params": model.latents(), "lr": config.latent_lr, "weight_decay": 0.0},
             {"params": [p for d in model.decoders() for p in d.parameters()]}],
@@ -169,6 +171,7 @@ class APOLLO(Baseline):
                                  **common)
             for parameter in model.parameters():
                 parameter.requires_grad_(True)
-        return model, {"stage_history": [step1, step2], "epochs": step1["epochs"] + step2["epochs"],
+        return model, {"stage_history": [step1, step2], "curves": curves.rows(),
+                       "epochs": step1["epochs"] + step2["epochs"],
                        "sizes": list(check_sizes(config, model.dim_map)),
                        "timings": {"train_s": time.perf_counter() - started}}

@@ -41,11 +41,14 @@ from torch import nn
 
 from mmpipe.adapters.base import Dims, ProgressFn, with_shared_and_fused
 from mmpipe.adapters.baseline import Baseline, BaselineConfig, mlp, start_fit, train_one_stage
+from mmpipe.adapters.curves import LOSS
 from mmpipe.adapters.data import MultimodalFeatures
 from mmpipe.adapters.losses import discriminator_loss, fooling_loss, symmetric_info_nce
 from mmpipe.adapters.registry import METHODS
 from mmpipe.adapters.sizes import check_sizes
 from mmpipe.store.ranges import NON_NEGATIVE, POSITIVE
+
+TERMS = ("shared", "unique", "rec")  # the encoders' loss terms (`DRIMU.objective`)
 
 
 @dataclass(frozen=True)
@@ -129,20 +132,25 @@ class DRIMU(Baseline):
         discriminators = torch.optim.AdamW([p for d in model.discriminators() for p in d.parameters()],
                                            lr=config.discriminator_lr, weight_decay=config.weight_decay)
 
-        def step(index: torch.Tensor) -> float:
+        def step(index: torch.Tensor) -> dict[str, float]:
             b1, b2 = train1[index], train2[index]
             losses = model.objective(b1, b2)
             encoders.zero_grad(set_to_none=True)
             losses["total"].backward()
             encoders.step()
             discriminators.zero_grad(set_to_none=True)  # drops what the encoder pass left on them
-            model.discriminator_objective(b1, b2).backward()
+            adversary = model.discriminator_objective(b1, b2)
+            adversary.backward()
             discriminators.step()
-            return float(losses["total"].detach())
+            # LOSS: the encoders' loss trained on; the terms and the discriminators' loss are recorded
+            return {LOSS: float(losses["total"].detach()), **{k: float(losses[k].detach()) for k in TERMS},
+                    "discriminator": float(adversary.detach())}
 
-        def validate() -> float:
+        def validate() -> dict[str, float]:
             losses = model.objective(val1, val2)
-            return float(config.alpha * losses["shared"] + losses["rec"])
+            # LOSS: the monitored value (the adversarial term is a game, not a quantity to drive down)
+            return {LOSS: float(config.alpha * losses["shared"] + losses["rec"]),
+                    **{k: float(losses[k]) for k in TERMS}}
 
         return train_one_stage(model, config, step, validate, len(train1), start.generator, start.device, progress,
                                start.started)

@@ -375,12 +375,16 @@ class Algorithm1:
     def stage(self, name: str) -> Stage:
         c = self.config
         losses = self.active_losses(name)
+        learned = None
         if c.weighting == "gradnorm":
             gradnorm = GradNorm(len(losses), c.gradnorm_alpha, c.gradnorm_lr, self.device)
 
             def backward(values: Mapping[str, torch.Tensor]) -> None:
                 gradnorm.backward([values[n] for n in losses], self.model.stage_parameters(name),
                                   self.model.projections(name))
+
+            def learned() -> dict[str, float]:
+                return gradnorm.named_weights(losses)
         else:
             weights = torch.tensor([c.fixed_weights[LOSS_NAMES.index(n)] for n in losses], device=self.device)
 
@@ -391,7 +395,7 @@ class Algorithm1:
                      patience=c.joint_patience if name == "joint" else c.patience,
                      max_epochs={"shared": c.max_epochs_shared, "private": c.max_epochs_private,
                                  "joint": c.max_epochs_joint}[name],
-                     min_rel_improvement=c.min_rel_improvement, backward=backward, after_epoch=hooks)
+                     min_rel_improvement=c.min_rel_improvement, backward=backward, after_epoch=hooks, weights=learned)
 
     def schedule(self) -> Iterator[Stage]:
         """shared → private → joint (``staged``), or one joint stage; each built as it starts."""
@@ -407,6 +411,7 @@ class Algorithm1:
             "ranks": {k: {"initial": initial[k], "final": v} for k, v in final.items()},
             "rank_history": history.epochs,
             "stage_history": history.stages,
+            "curves": history.curves.rows(),
             "epochs": history.n_epochs,
             "timings": {"train_s": time.perf_counter() - started},
             "n_params": sum(p.numel() for p in self.model.parameters()),

@@ -744,6 +744,7 @@ class Schedule:
         return model, {
             "stage_history": history.stages,
             "epoch_history": history.epochs,
+            "curves": history.curves.rows(),
             "epochs": history.n_epochs,
             "timings": timings,
             "n_params": summary.n_params,

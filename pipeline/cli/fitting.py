@@ -103,10 +103,17 @@ def fit(
     jobs: Annotated[int, typer.Option(help="Seeds fitted in parallel worker processes.")] = 1,
     pooling: Annotated[str | None, typer.Option(
         "--pool", help="Pool sequence features for a pooled-input method: mean (over valid steps) or last [default: mean].")] = None,
+    tensorboard: Annotated[Path | None, typer.Option(
+        "--tensorboard", help="Also write each run's training curves as a TensorBoard log under DIR/<run id> "
+        "(needs the tensorboard package).")] = None,
 ) -> None:
     """Train an adapter on cached features, one run per seed. Same config and seed again = no work.
 
     The method's defaults for the dataset (pipeline/defaults.py) apply unless --config or --set give the field."""
+    if tensorboard is not None:
+        from mmpipe.pipeline.tensorboard import check_tensorboard
+
+        check_tensorboard(tensorboard)
     cls = METHODS.get(method)
     config = default_config(cls.Config, method, dataset)
     if config_file is not None:
@@ -119,6 +126,13 @@ def fit(
     chosen = fit_inputs(store, dataset, list(inputs or []), m1, m2, data_version)
     for outcome in _fit_with_progress(store, method, dataset, chosen, config, seed_list, data_version, jobs, pooling):
         out.print(outcome.run.run_id, markup=False, highlight=False)
+        if tensorboard is not None:
+            from mmpipe.pipeline.tensorboard import write_curves
+
+            log = write_curves(outcome.run, tensorboard)
+            err.print(f"{outcome.run.run_id}: " + (f"TensorBoard log {log}" if log else
+                      f"no TensorBoard log written ({tensorboard / outcome.run.run_id} exists, or the run "
+                      "records no training curves)"), markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

@@ -153,10 +153,12 @@ def plot(
     fmt: Annotated[str, typer.Option("--format", help="png or pdf.")] = "png",
     label: Annotated[list[str] | None, typer.Option(help="Only these labels (repeatable).")] = None,
     component: Annotated[list[str] | None, typer.Option(help="Only these components (repeatable).")] = None,
+    curves: Annotated[bool, typer.Option("--curves", help=(
+        "Only the training curves: per stage, train and validation loss per term (and GradNorm's weights)."))] = False,
 ) -> None:
     """PCA scatter of each component coloured by each label, plus what the run's record holds: the
     rank trajectory (MultiLoReFT), S3's pruning curve (test probes of every seed of the setup, from the
-    results DB) and routing picture."""
+    results DB) and routing picture, the training curves."""
     from mmpipe.evaluate.plots import plot_run  # matplotlib: imported only when plotting
 
     output_dir(out_dir)
@@ -166,7 +168,7 @@ def plot(
     notes: list[str] = []
     with err.status(f"plotting {entry.run_id}"):
         paths = plot_run(entry, manifest, out_dir, fmt, components=component, labels=label, store=store,
-                         say=notes.append)
+                         say=notes.append, curves_only=curves)
     for note in notes:
         err.print(note, markup=False, highlight=False, soft_wrap=True)
     for path in paths:
