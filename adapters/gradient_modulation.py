@@ -19,7 +19,10 @@ prediction (the paper's W_u φ_u + b/2 of a concatenation head; a late fusion's 
                                                         modality's encoder (§3.3)
 
 Only the encoders are modulated: heads and fusion layers keep their gradients (as in the paper,
-whose fusion layer is never scaled).
+whose fusion layer is never scaled). The paper trains with SGD, where k scales the step; under the
+baselines' AdamW, whose update m̂/√v̂ is unchanged when every gradient of a parameter is scaled by
+the same factor, a k that stays constant is divided out, and only its changes from step to step
+(and GE's noise) reach the weights.
 
 Choices where the paper is silent or differs from its code, each written here once:
 
