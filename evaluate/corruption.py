@@ -41,8 +41,7 @@ import torch
 
 from mmpipe.store.errors import UserError
 
-MODES = ("drop", "zero", "mean", "noise")
-FILLS = ("zero", "mean", "noise")  # the modes that write values in place of the modality
+FILLS = ("zero", "mean", "noise")  # the modes that write values in place of the modality; ``drop`` writes none
 NOISE_STREAM = 1  # the noise generator's seed is (seed, NOISE_STREAM): independent of the row choice
 MAX_RATES = 100
 
@@ -77,14 +76,9 @@ def corrupted_count(rate: float, n: int) -> int:
 
 
 def row_order(candidates: np.ndarray, seed: int) -> np.ndarray:
-    """π: the candidate row indices (n,) in the seeded order rows are corrupted in."""
+    """π: the candidate row indices (n,) in the seeded order rows are corrupted in; the rows
+    corrupted at rate r are ``row_order(...)[:corrupted_count(r, n)]``."""
     return np.random.default_rng(seed).permutation(np.asarray(candidates))
-
-
-def corrupted_rows(candidates: np.ndarray, rates: Sequence[float], seed: int) -> dict[float, np.ndarray]:
-    """rate → the corrupted row indices, π's first k(rate), sorted; nested across rates."""
-    order = row_order(candidates, seed)
-    return {rate: np.sort(order[:corrupted_count(rate, len(order))]) for rate in rates}
 
 
 def step_mask(values: torch.Tensor, lengths: torch.Tensor | None) -> torch.Tensor:

@@ -41,9 +41,12 @@ LATE_FUSION = METHODS.get("late-fusion").Config(sizes=(3, 2, 2), max_epochs=3, m
 # -- the pure rules -------------------------------------------------------------------------------
 def test_rows_are_a_seeded_nested_choice_of_the_candidates():
     candidates = np.arange(3, 300, 3)  # 99 rows
-    first = corruption.corrupted_rows(candidates, RATES, seed=5)
-    again = corruption.corrupted_rows(candidates, RATES, seed=5)
-    other = corruption.corrupted_rows(candidates, RATES, seed=6)
+
+    def chosen(seed):
+        order = corruption.row_order(candidates, seed)
+        return {rate: order[:corruption.corrupted_count(rate, len(order))] for rate in RATES}
+
+    first, again, other = chosen(5), chosen(5), chosen(6)
     for rate in RATES:
         np.testing.assert_array_equal(first[rate], again[rate])
         assert len(first[rate]) == int(np.floor(rate * 99 + 0.5))
