@@ -2,9 +2,10 @@
 laid beside the paper's (`evaluate/reference.py`). The workflow that fits the runs is
 `mmpipe.pipeline.reproduce`.
 
-Each table is a spec: the datasets, the (method, config changes) fits per dataset, and which
-rows / components / label columns it shows. A run with probe rows in the results DB is not
-re-probed.
+Each table is a spec: the datasets, the (method, config changes) fits per dataset, the inputs
+they take and any per-dataset changes, and which rows / components / label columns it shows. The
+S3 and DLF papers' tables are specs of the same kind (`evaluate/reproduce_papers.py`). A run with
+probe rows in the results DB is not re-probed.
 
 Marks, ours against the paper's mean ± std: ``within`` by the one rule of
 `evaluate/reference.py` (|ours − paper| ≤ max(std, 0.0005); numbers are printed to three
