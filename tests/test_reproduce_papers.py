@@ -195,3 +195,13 @@ def test_dlf_reference_has_the_papers_shape_and_real_ablations():
     assert names[0] is None and len(set(names)) == len(names) == 13
     for ablation, name in zip(reference_dlf.TABLE2[1:], names[1:], strict=True):  # DLF names the row as the paper
         assert name.replace(" ", "") == ablation.name.replace(" ", "")
+
+
+def test_dlf_on_mosei_takes_the_codes_mosei_config():
+    """dlf-table1 fits MOSEI with the DLF code's MOSEI values (pipeline/defaults.py), MOSI with the defaults."""
+    from mmpipe.adapters.methods.dlf import MOSEI
+    from mmpipe.pipeline.defaults import default_config
+
+    mosei = default_config(DLFConfig, "dlf", "mosei")
+    assert {key: getattr(mosei, key) for key in MOSEI} == MOSEI and mosei.conv_kernel == 3
+    assert default_config(DLFConfig, "dlf", "mosi") == DLFConfig()
