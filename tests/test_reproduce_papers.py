@@ -205,3 +205,28 @@ def test_dlf_on_mosei_takes_the_codes_mosei_config():
     mosei = default_config(DLFConfig, "dlf", "mosei")
     assert {key: getattr(mosei, key) for key in MOSEI} == MOSEI and mosei.conv_kernel == 3
     assert default_config(DLFConfig, "dlf", "mosi") == DLFConfig()
+
+
+def test_a_dataset_ingested_twice_is_chosen_by_data_version(tmp_path):
+    """MOSI from MultiBench's file (S3's features) and from MMSA's (DLF's): two manifest versions."""
+    root = tmp_path / "s"
+    for kind in ("multibench", "mmsa-aligned"):
+        write(kind, tmp_path / kind, "mosi", **({"steps": 8} if kind == "multibench" else {}))
+        result = runner.invoke(app, ["--store", str(root), "ingest", "mosi", "--data-dir", str(tmp_path / kind)])
+        assert result.exit_code == 0, result.output
+    versions = Store.open(root).manifest_versions("mosi")
+    assert len(versions) == 2
+    args = ["--store", str(root), "reproduce", "s3-table2", "--dataset", "mosi", "--seeds", "1", "--max-epochs", "1",
+            "--jobs", "1", *S3_TINY]
+    refused = runner.invoke(app, args)
+    assert refused.exit_code == 2 and "choose one with --data-version mosi=VERSION" in refused.output
+    for bad, message in (("mosi", "is not of the form DATASET=VERSION"), ("simseq=ab", "valid: mosi"),
+                         ("mosi=zzz", "matches none")):
+        result = runner.invoke(app, [*args, "--data-version", bad])
+        assert result.exit_code == 2 and message in result.output, result.output
+    multibench = Store.open(root).manifest("mosi", versions[0])
+    chosen = versions[0] if multibench.split_protocol.count("MultiBench") else versions[1]
+    result = runner.invoke(app, [*args, "--data-version", f"mosi={chosen[:8]}"])
+    assert result.exit_code == 0, result.output
+    [run] = Store.open(root).runs("s3")
+    assert run.record.manifest_version == chosen

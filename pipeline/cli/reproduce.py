@@ -52,6 +52,10 @@ def reproduce(
     overrides: Annotated[list[str] | None, typer.Option(
         "--set", help="Config field, key=value, for every fitted method that has it (a quick look; "
                       "repeatable).")] = None,
+    data_versions: Annotated[list[str] | None, typer.Option(
+        "--data-version", help="DATASET=VERSION (a prefix of the manifest version) for a dataset the store holds "
+                               "several versions of, e.g. MOSI ingested from MultiBench's and MMSA's files "
+                               "(repeatable).")] = None,
 ) -> None:
     """Reproduce one of the papers' tables: simulate what it simulates, take the datasets it needs
     that the store holds (ingested), fit every method × seed it needs (reusing stored runs), probe,
@@ -70,13 +74,19 @@ def reproduce(
     if max_epochs is not None:
         check_option("--max-epochs", max_epochs, EPOCHS)
     chosen = _chosen(spec, datasets)
+    prefixes = _version_prefixes(chosen, list(data_versions or []))
     split_overrides(spec, list(overrides or []))
     simulations = {d: _simulation(spec, d, n, list(overrides or [])) for d in chosen
                    if issubclass(DATASETS.get(d), Simulation)}
     store = store_of(ctx, create=bool(simulations))
     held = set(store.datasets())
     missing = [d for d in chosen if d not in simulations and d not in held]
-    versions = {d: store.manifest(d).version() for d in chosen if d not in simulations and d in held}
+    for dataset in [d for d in chosen if d in held and d not in simulations and d not in prefixes]:
+        stored = store.manifest_versions(dataset)
+        if len(stored) > 1:
+            raise UserError(f"{table}: the store holds {len(stored)} versions of {dataset} "
+                            f"({', '.join(v[:12] for v in stored)}); choose one with --data-version {dataset}=VERSION")
+    versions = {d: store.manifest(d, prefixes.get(d)).version() for d in chosen if d not in simulations and d in held}
     if not versions and not simulations:
         raise UserError(f"{table}: none of its datasets is in the store ({', '.join(missing)}); add one with "
                         f"`mmpipe ingest {missing[0]} --data-dir DIR`")
@@ -118,6 +128,22 @@ def _chosen(spec: Any, datasets: list[str] | None) -> list[str]:
     if unknown:
         raise UserError(f"--dataset {unknown[0]!r} is not a dataset of {spec.key}; valid: {', '.join(spec.datasets)}")
     return [d for d in spec.datasets if d in datasets]
+
+
+def _version_prefixes(chosen: list[str], items: list[str]) -> dict[str, str]:
+    """``--data-version DATASET=VERSION`` items as dataset → version prefix, each for an ingested
+    dataset of the table (a simulation's version is the one its config makes)."""
+    prefixes = {}
+    for item in items:
+        dataset, sep, prefix = (part.strip() for part in item.partition("="))
+        if not sep or not dataset or not prefix:
+            raise UserError(f"--data-version {item!r} is not of the form DATASET=VERSION")
+        if dataset not in chosen or issubclass(DATASETS.get(dataset), Simulation):
+            ingested = [d for d in chosen if not issubclass(DATASETS.get(d), Simulation)]
+            raise UserError(f"--data-version {item!r}: {dataset!r} is not an ingested dataset of this table; valid: "
+                            f"{', '.join(ingested)}")
+        prefixes[dataset] = prefix
+    return prefixes
 
 
 def _simulation(spec: Any, dataset: str, n: int | None, overrides: list[str]) -> Any:
