@@ -179,6 +179,7 @@ def extract(store: Store, dataset_name: str, dataset_config: Any, encoder: Encod
     device = resolve_device(options.device)
     dataset = DATASETS.get(dataset_name)()
     manifest = dataset.manifest(dataset_config)
+    dataset_name = manifest.dataset  # a custom dataset's own name (hf, folder: --name), else the registry's
     spec = encoder.spec(weights)
     spec.check_layers(options.layers)
     chosen = choose_modality(manifest, spec.modality, options.modality)
@@ -203,7 +204,10 @@ def extract(store: Store, dataset_name: str, dataset_config: Any, encoder: Encod
     encoder.load(device, weights)
     load_s = time.perf_counter() - started
     preparer = encoder.preparer()
-    sources = media_sources(manifest.table[column].tolist(), spec.modality, dataset.media_root(dataset_config, modality))
+    sources = dataset.media_sources(dataset_config, manifest, modality)
+    if sources is None:
+        sources = media_sources(manifest.table[column].tolist(), spec.modality,
+                                dataset.media_root(dataset_config, modality))
     known = dataset.unusable_media(manifest, modality)
     n_rows = len(manifest)
     planned = []

@@ -1,4 +1,5 @@
-"""Preparers: one media path or text -> model-ready tensors, and a batch collate with padding.
+"""Preparers: one media path or text (or an `EmbeddedMedia` cell) -> model-ready tensors, and a batch
+collate with padding.
 
 A preparer is what a DataLoader worker holds: small and picklable (no model), built by an
 encoder from its spec. ``length`` is a cheap size (file header, token count) used to bucket
@@ -16,6 +17,7 @@ import torch
 from PIL import Image
 
 from mmpipe.pipeline.decode import DecodeError, audio_length, decode_audio, decode_image, decode_video
+from mmpipe.pipeline.embedded import EmbeddedMedia
 from mmpipe.pipeline.preprocessing import (
     AudioPreprocessing,
     ImagePreprocessing,
@@ -31,10 +33,13 @@ class AudioInput:
     pre: AudioPreprocessing
 
     def length(self, source: Any) -> int:
-        return audio_length(Path(source))
+        return source.audio_length() if isinstance(source, EmbeddedMedia) else audio_length(Path(source))
 
     def __call__(self, source: Any) -> dict[str, torch.Tensor]:
-        wave = decode_audio(Path(source), self.pre.sample_rate, self.pre.max_seconds)  # (T,)
+        if isinstance(source, EmbeddedMedia):
+            wave = source.audio(self.pre.sample_rate, self.pre.max_seconds)  # (T,)
+        else:
+            wave = decode_audio(Path(source), self.pre.sample_rate, self.pre.max_seconds)  # (T,)
         if self.pre.normalize:  # Wav2Vec2FeatureExtractor: (x - mean) / sqrt(var + 1e-7), true length only
             wave = (wave - wave.mean()) / torch.sqrt(wave.var(correction=0) + 1e-7)
         return {"input_values": wave}
@@ -79,7 +84,7 @@ class ImageInput:
         return 0
 
     def __call__(self, source: Any) -> dict[str, torch.Tensor]:
-        image = decode_image(Path(source))
+        image = source.image() if isinstance(source, EmbeddedMedia) else decode_image(Path(source))
         height, width = self.pre.resize
         image = image.resize((width, height), resample=_PIL_RESAMPLE[self.pre.interpolation])
         pixels = torch.from_numpy(np.asarray(image, dtype=np.float32) / 255.0).permute(2, 0, 1)  # (3, H, W)

@@ -44,8 +44,20 @@ def _folder_tree(root: Path) -> dict:
             "labels": ("mood:categorical:shared", "score:continuous:audio")}
 
 
+def _hf_tree(root: Path) -> dict:
+    """An imagefolder with a metadata.csv (captions, labels, speakers), read by `datasets` itself."""
+    rows = []
+    for i in range(12):
+        write_image(root / f"s{i:02d}.png", seed=i)
+        rows.append({"file_name": f"s{i:02d}.png", "caption": f"photo number {i}", "mood": ["calm", "angry"][i % 2],
+                     "speaker": f"g{i // 2}"})
+    pd.DataFrame(rows).to_csv(root / "metadata.csv", index=False)
+    return {"path": str(root), "loader": "imagefolder", "m1": "image", "m2": "caption", "labels": ("mood",),
+            "group": "speaker"}
+
+
 TREES: dict[str, Callable[[Path], dict]] = {"cremad": _cremad_tree, "flickr30k-multi": _multi30k_tree,
-                                            "folder": _folder_tree}
+                                            "folder": _folder_tree, "hf": _hf_tree}
 # datasets whose modalities come from the config: the ones their tree's config names
 CONFIGURED_MODALITIES = {"folder": (Modality("photo", "image"), Modality("audio", "audio"))}
 

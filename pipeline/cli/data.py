@@ -210,6 +210,8 @@ def extract(
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="Join this Ray cluster (with --engine "
                                                     "ray) [default: start a local one].")] = None,
     allow_failures: Annotated[bool, typer.Option("--allow-failures", help="Exit 0 even if some media failed.")] = False,
+    name: Annotated[str | None, typer.Option("--name", help="The dataset's name in the store, for a custom dataset "
+                                             "(hf, folder) [default: its registry name].")] = None,
     chunk_rows: Annotated[int | None, typer.Option("--chunk-rows", hidden=True,
                                                    help="Rows per stored chunk (resume granularity).")] = None,
 ) -> None:
@@ -221,6 +223,10 @@ def extract(
     config, options = dataset_cls.Config(), encoder_cls.Options()
     to_dataset, to_encoder, to_engine = _split_overrides(config, options, list(overrides or []))
     config, options = apply_overrides(config, to_dataset), apply_overrides(options, to_encoder)
+    if name is not None:
+        if not hasattr(config, "name"):
+            raise UserError(f"dataset {dataset} has a fixed name; --name names a custom dataset (hf, folder)")
+        config = apply_overrides(config, {"name": name}, label=option_label)
     if data_dir is not None:
         if not hasattr(config, "data_dir"):
             raise UserError(f"dataset {dataset} takes no --data-dir")

@@ -4,6 +4,7 @@ from mmpipe.pipeline.datasets import (  # noqa: F401
     cremad,
     flickr30k_multi,
     folder,
+    hf,
     mosei,
     mosi,
     mustard,

@@ -11,12 +11,14 @@ column), which `mmpipe simulate` writes to the store as ``<name>.<modality>.simu
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
+from mmpipe.store.errors import UserError
 from mmpipe.store.manifest import Manifest, Modality
 from mmpipe.store.registry import Registry
 
@@ -43,6 +45,12 @@ class Dataset(ABC):
         data_dir = getattr(config, "data_dir", "")
         return Path(data_dir).expanduser() if data_dir else None
 
+    def media_sources(self, config: Any, manifest: Manifest, modality: str) -> list[Any] | None:
+        """What the encoder's preparer reads for each row of ``modality`` when that is not the
+        manifest's path (relative to `media_root`) or text, e.g. an `EmbeddedMedia` cell of a
+        saved Hugging Face dataset; None (the default): the manifest's paths and texts."""
+        return None
+
     def unusable_media(self, manifest: Manifest, modality: str) -> dict[int, str]:
         """Rows whose ``modality`` media is known to be absent or broken -> why.
 
@@ -63,3 +71,14 @@ class Simulation(Dataset):
 
 
 DATASETS: Registry[type[Dataset]] = Registry("dataset")
+_CUSTOM_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+def check_custom_name(name: str, registered_as: str) -> None:
+    """A custom dataset's own name (``--name``) names its manifests and features
+    (``<name>.<modality>.<feature>``): no dots, and not another registered dataset's name."""
+    if not _CUSTOM_NAME.match(name):
+        raise UserError(f"{registered_as}: name {name!r} must be lower-case letters, digits, _ and -, starting with "
+                        "a letter")
+    if name != registered_as and name in DATASETS.names():
+        raise UserError(f"{registered_as}: name {name!r} is a registered dataset; choose another (--name)")

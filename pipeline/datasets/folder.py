@@ -19,6 +19,9 @@ The default is ``video:video,audio:audio``. Undeclared label columns default to 
 about which component should carry a label, so the neutral choice is made and ``mmpipe info``
 shows it.
 
+``name`` (``--name``) is the dataset's name in the store (default ``folder``): two tables
+extracted under different names keep apart manifests and features (``<name>.<modality>.<encoder>``).
+
 Without a ``split`` column, rows get a seeded random train/val/test split; with a ``group``
 column that assignment is made per group, so the split is group-disjoint.
 """
@@ -31,7 +34,7 @@ from typing import Annotated
 
 import pandas as pd
 
-from mmpipe.pipeline.datasets.base import DATASETS, Dataset
+from mmpipe.pipeline.datasets.base import DATASETS, Dataset, check_custom_name
 from mmpipe.pipeline.datasets.splits import check_fractions, group_split, random_split
 from mmpipe.store.errors import UserError
 from mmpipe.store.manifest import OWNERS_BESIDE_MODALITIES, SPLITS, LabelSpec, Manifest, Modality
@@ -44,6 +47,7 @@ RESERVED = ("sample_id", "split", "group")
 @dataclass(frozen=True)
 class FolderConfig(Checked):
     data_dir: str = "."
+    name: str = "folder"  # the dataset's name in the store (--name), so two folders are kept apart
     table: str = "samples.csv"
     modalities: tuple[str, ...] = ("video:video", "audio:audio")  # name:kind or name:kind:column, in order
     labels: tuple[str, ...] = ()  # name:kind:owner, owner shared|joint|a modality name
@@ -53,6 +57,7 @@ class FolderConfig(Checked):
 
     def check(self) -> None:
         check_fractions(self.train_frac, self.val_frac)
+        check_custom_name(self.name, "folder")
 
 
 def parse_modalities(entries: tuple[str, ...]) -> tuple[Modality, ...]:
@@ -176,4 +181,4 @@ class Folder(Dataset):
             table["split"] = table["split"].astype(str)
         labels = _label_specs(table, config.labels, modalities)
         columns = ["sample_id", "split", "group", *media_columns, *(s.name for s in labels)]
-        return Manifest("folder", table[columns].reset_index(drop=True), labels, modalities, protocol)
+        return Manifest(config.name, table[columns].reset_index(drop=True), labels, modalities, protocol)
