@@ -18,6 +18,7 @@ import mmpipe.pipeline.cli.export  # noqa: F401  (registers `mmpipe export` unti
 from mmpipe.pipeline.cli import app
 from mmpipe.pipeline.datasets.hf import HF, HFConfig
 from mmpipe.pipeline.embedded import EmbeddedMedia
+from mmpipe.store.errors import UserError
 from mmpipe.store.root import Store
 from tests.media import write_image, write_wav
 from tests.tiny_models import TEXTS, tiny_weights  # noqa: F401
@@ -240,3 +241,35 @@ def test_bad_inputs_are_refused_in_one_line(hf_store, tmp_path):
     datasets.DatasetDict({"train": _dataset(_columns(tmp_path / "m"), slice(0, 6)),
                           "extra": _dataset(_columns(tmp_path / "m"), slice(6, 9))}).save_to_disk(str(tmp_path / "odd"))
     _refused(_invoke(store, *extract, "--set", f"path={tmp_path / 'odd'}", "--set", "m1=image"), "extra")
+
+
+def test_an_audiofolder_is_read_or_refused_for_want_of_torchcodec(tmp_path):
+    """datasets builds an audiofolder's Audio column through torchcodec; where that is missing (or
+    cannot load FFmpeg) the refusal says so rather than failing inside datasets."""
+    for i in range(9):
+        write_wav(tmp_path / "clips" / f"c{i}.wav", 0.2, seed=i)
+    pd.DataFrame({"file_name": [f"c{i}.wav" for i in range(9)], "mood": [MOODS[i % 3] for i in range(9)]}
+                 ).to_csv(tmp_path / "clips" / "metadata.csv", index=False)
+    config = HFConfig(path=str(tmp_path / "clips"), loader="audiofolder", m1="audio", labels=("mood",))
+    try:
+        import torchcodec.encoders  # noqa: F401
+    except Exception:  # missing, or installed without the FFmpeg libraries it loads
+        with pytest.raises(UserError, match="only through torchcodec"):
+            HF().manifest(config)
+        return
+    manifest = HF().manifest(config)
+    assert all((tmp_path / "clips" / p).is_file() for p in manifest.table["audio"])
+
+
+def test_export_of_a_sequence_entry_keeps_each_rows_valid_steps(tmp_path):
+    store = tmp_path / "store"
+    assert _invoke(store, "simulate", "simseq", "--n", "120").exit_code == 0
+    entry = Store.open(store).features("simseq.audio.simulated")
+    manifest = Store.open(store).manifest("simseq")
+    values, lengths = entry.load().float().numpy(), entry.lengths().numpy()
+    assert _invoke(store, "export", entry.name, "--format", "parquet", "--out", str(tmp_path / "pq")).exit_code == 0
+    table = pd.read_parquet(tmp_path / "pq" / "validation.parquet")
+    rows = np.flatnonzero(manifest.split_mask("val"))
+    assert table["length"].tolist() == lengths[rows].tolist()
+    for row, steps in zip(rows, table["features"], strict=True):
+        assert np.array_equal(np.stack(steps), values[row, :lengths[row]])

@@ -2,7 +2,10 @@
 
 ``path`` is either a saved ``Dataset``/``DatasetDict`` (``save_to_disk``; read with
 ``datasets.load_from_disk``) or, with ``loader=imagefolder`` / ``loader=audiofolder``, a folder
-that ``datasets.load_dataset(loader, data_dir=path)`` reads. ``m1``, ``m2`` (and ``m3``) name the
+that ``datasets.load_dataset(loader, data_dir=path)`` reads (datasets 4 and later build an
+audiofolder only with torchcodec installed, which needs FFmpeg's shared libraries; without it
+the refusal says so and points to the `folder` dataset; a saved dataset's Audio columns need no
+torchcodec, as mmpipe reads their bytes itself). ``m1``, ``m2`` (and ``m3``) name the
 columns of the modalities m1, m2, m3; each column's ``datasets`` feature gives its kind: ``Image``
 → image, ``Audio`` → audio, a string ``Value`` → text (other features are refused). ``labels``
 names the label columns: ``col`` (kind from its feature: ``ClassLabel`` → categorical, stored as
@@ -101,6 +104,10 @@ def _load(config: HFConfig) -> tuple[Any, list[_Part], str]:
         else:
             loaded = datasets.load_dataset(loader, data_dir=str(root))
     except Exception as error:  # datasets raises many types for a folder it cannot read
+        if _needs_torchcodec(error):
+            raise UserError(f"hf: datasets {datasets.__version__} reads an {loader} only through torchcodec (pip "
+                            "install torchcodec; it needs FFmpeg's shared libraries); without it, list the files in "
+                            "a table and use `mmpipe extract folder`") from None
         raise UserError(f"hf: cannot read {root} as {loader}: {type(error).__name__}: {error}".splitlines()[0]) from None
     if isinstance(loaded, datasets.DatasetDict):
         unknown = [s for s in loaded if s not in SPLIT_NAMES]
@@ -120,6 +127,16 @@ def _load(config: HFConfig) -> tuple[Any, list[_Part], str]:
     if sum(p.table.num_rows for p in parts) == 0:
         raise UserError(f"hf: {root} holds no rows")
     return features, parts, loader
+
+
+def _needs_torchcodec(error: BaseException | None) -> bool:
+    """Whether ``error`` (or what caused it) is datasets asking for torchcodec, which it needs to
+    encode or decode any ``Audio`` value (datasets 4 and later)."""
+    while error is not None:
+        if isinstance(error, ImportError) and "torchcodec" in str(error):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _kind(features: Any, column: str, where: str) -> str:
