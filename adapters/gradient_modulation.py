@@ -1,7 +1,7 @@
 """On-the-fly gradient modulation (OGM) and OGM with Gaussian enhancement (OGM-GE): Peng, Wei, Deng,
 Wang & Hu, "Balanced Multimodal Learning via On-the-fly Gradient Modulation", CVPR 2022, §3.2–3.3;
 the survey's adaptive gradient modulation against modality competition (arXiv 2506.20494, Eq. 6:
-time-varying per-modality weights on the gradients; ../shared/papers/001_*.txt, "Mechanism 2").
+time-varying per-modality weights on the gradients; its "Mechanism 2").
 
 At every training step t, from the minibatch B and each modality u's own contribution ŷ_u to the
 prediction (the paper's W_u φ_u + b/2 of a concatenation head; a late fusion's unimodal head)::

@@ -1,7 +1,7 @@
 """Early fusion, the survey's first fusion strategy (Multimodal representation learning and fusion,
 arXiv 2506.20494, Eq. 4, p. 3: the modalities' features are combined at the input and one model
 learns from the combination — "captures low-level interactions but is computationally heavy and
-sensitive to noise"; ../shared/papers/001_*.txt, "Architecture Onboarding → Design tradeoffs").
+sensitive to noise"; its "Architecture Onboarding → Design tradeoffs").
 The baseline beside late fusion (`late_fusion.py`, each modality modelled alone and only the
 results combined) and the intermediate fusions (cross-attention, multiplicative interactions).
 **Supervised** on the target of `adapters/targets.py` (default: the dataset's joint label). Takes
