@@ -31,18 +31,16 @@ def invoke(root, *args, code=0):
 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory):
-    """A store with one MultiLoReFT run on a small Simulation I, fitted with --tensorboard."""
-    folder = tmp_path_factory.mktemp("curves_cli")
-    root, logs = folder / "store", folder / "tb"
+    """A store with one MultiLoReFT run on a small Simulation I."""
+    root = tmp_path_factory.mktemp("curves_cli") / "store"
     invoke(root, "simulate", "sim1", "--n", "300")
-    result = invoke(root, "fit", "multiloreft", "--dataset", "sim1", "--seeds", "0", *FAST, "--tensorboard", str(logs))
+    invoke(root, "fit", "multiloreft", "--dataset", "sim1", "--seeds", "0", *FAST)
     [run] = Store.open(root).runs("multiloreft")
-    assert f"{run.run_id}: TensorBoard log {logs / run.run_id}" in result.output
-    return root, logs, run
+    return root, run
 
 
 def test_plot_curves_draws_the_records_points(fitted, tmp_path):
-    root, _, run = fitted
+    root, run = fitted
     invoke(root, "plot", run.run_id, "--curves", "--out", str(tmp_path))
     assert [p.name for p in tmp_path.iterdir()] == [f"{run.run_id}-curves.png"]
     Image.open(tmp_path / f"{run.run_id}-curves.png").verify()
@@ -73,10 +71,17 @@ def test_a_run_without_curves_is_refused_in_one_line(store, tmp_path):
         "before mmpipe recorded them (a fit into a new store records them)"]
 
 
-def test_the_tensorboard_log_holds_the_curves(fitted):
+def test_the_tensorboard_log_holds_the_curves(fitted, tmp_path):
+    pytest.importorskip("tensorboard")  # optional: `pip install tensorboard`
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    _, logs, run = fitted
+    root, run = fitted
+    logs = tmp_path / "tb"
+    args = ("fit", "multiloreft", "--dataset", "sim1", "--seeds", "0", *FAST, "--tensorboard", str(logs))
+    result = invoke(root, *args)  # the run is fitted already: its log is written from the record
+    assert f"{run.run_id}: TensorBoard log {logs / run.run_id}" in result.output
+    again = invoke(root, *args)  # an existing log is left as it is
+    assert "no TensorBoard log written" in again.output and len(list((logs / run.run_id).iterdir())) == 1
     events = EventAccumulator(str(logs / run.run_id))
     events.Reload()
     points = read_curves(run.record.history)
@@ -87,7 +92,7 @@ def test_the_tensorboard_log_holds_the_curves(fitted):
 
 
 def test_tensorboard_refusals_come_before_any_fit(fitted, tmp_path, monkeypatch):
-    root, _, _ = fitted
+    root, _ = fitted
     a_file = tmp_path / "file"
     a_file.write_text("")
     args = ("fit", "multiloreft", "--dataset", "sim1", "--seeds", "5", *FAST)
