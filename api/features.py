@@ -18,7 +18,6 @@ import torch
 from mmpipe.adapters.pooling import POOLINGS, pool
 from mmpipe.store.config import apply_overrides
 from mmpipe.store.errors import UserError
-from mmpipe.store.features import FeatureEntry
 from mmpipe.store.manifest import SPLITS
 from mmpipe.store.root import Store
 
@@ -104,10 +103,6 @@ class Features:
         return table
 
 
-def _entry(store: Store, name: str, fingerprint: str | None) -> FeatureEntry:
-    return store.features(name, fingerprint_prefix=fingerprint)
-
-
 def load_features(store: Store, name: str, split: Literal["train", "val", "test"] | None = None, *,
                   pooling: Literal["mean", "last"] | None = None, fingerprint: str | None = None) -> Features:
     """One split (``None``: every row) of the entry ``name``, with its manifest rows.
@@ -123,7 +118,7 @@ def load_features(store: Store, name: str, split: Literal["train", "val", "test"
         raise UserError(f"split must be one of {', '.join(SPLITS)} (or None for every row), not {split!r}")
     if pooling is not None and pooling not in POOLINGS:
         raise UserError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
-    entry = _entry(store, name, fingerprint)
+    entry = store.features(name, fingerprint_prefix=fingerprint)
     dataset, version = entry.meta.get("dataset"), entry.meta.get("manifest_version")
     if dataset is None or version is None:
         raise UserError(f"{name} [{entry.fingerprint[:12]}] names no manifest in its metadata")
