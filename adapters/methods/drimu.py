@@ -143,8 +143,9 @@ class DRIMU(Baseline):
             adversary.backward()
             discriminators.step()
             # LOSS: the encoders' loss trained on; the terms and the discriminators' loss are recorded
-            return {LOSS: float(losses["total"].detach()), **{k: float(losses[k].detach()) for k in TERMS},
-                    "discriminator": float(adversary.detach())}
+            # (read from the device at once)
+            values = torch.stack([losses["total"], *(losses[k] for k in TERMS), adversary]).detach().tolist()
+            return dict(zip((LOSS, *TERMS, "discriminator"), values, strict=True))
 
         def validate() -> dict[str, float]:
             losses = model.objective(val1, val2)
