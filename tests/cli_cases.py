@@ -230,11 +230,21 @@ def cases(store: Path, scratch: Path, run_id: str) -> list[Case]:
     found += _option_cases("report", ("report",), {
         "--format": ["pdf", UNICODE, ""], "--dataset": ["nope", UNICODE], "--method": ["nope", UNICODE],
         "--label": ["nope", UNICODE], "--table": ["nope", UNICODE, ""], "--data-version": ["zzz"],
-        "--out": [str(scratch), str(Path(a_file) / "x.tex")]})
+        "--out": [str(scratch), str(Path(a_file) / "x.tex")], "--names": [a_file, str(scratch), UNICODE]})
     found += _option_cases("plot", ("plot", run_id, "--out", str(scratch / "plots")), {
         "--format": ["gif", UNICODE, ""], "--label": ["nope", UNICODE], "--component": ["nope", UNICODE]})
     found += _option_cases("plot", ("plot", run_id), {"--out": [a_file]})
     found += [Case("plot", ("plot", bad), "", f"run {bad!r}") for bad in ("nope", UNICODE, "")]
+    # export: a run or a feature entry, into a new or empty directory only
+    export_out = str(scratch / "export-out")
+    found += _option_cases("export", ("export", run_id, "--out", export_out), {
+        "--format": ["csv", UNICODE, ""], "--fingerprint": ["ab"]})
+    found += _option_cases("export", ("export", run_id), {"--out": [a_file, f"{a_file}/x", str(scratch)]},
+                           named=False)
+    found += _option_cases("export", ("export", "sim1.m1.simulated", "--out", export_out),
+                           {"--fingerprint": ["zz", UNICODE]}, named=False)
+    found += [Case("export", ("export", bad, "--out", export_out), "", f"source {bad!r}")
+              for bad in ("nope", UNICODE, "", "..", "sim1.m9.simulated", "a/b.c.d")]
     stress_base = ("stress", run_id, "--modality", "m1", "--rates", "0,0.5")
     found += _option_cases("stress", stress_base, {
         "--rates": ["", ",", "abc", UNICODE, "nan", "inf", "1", "-0.1", "0.5,0.2", "0,0", HUGE],

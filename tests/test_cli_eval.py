@@ -36,6 +36,11 @@ def test_probe_query_report_plot_end_to_end(store, tmp_path):
     report = _run(store, "report", "--format", "latex", "--out", str(tex), "--dataset", "sim1")
     assert report.exit_code == 0, report.output
     assert r"\begin{tabular}" in tex.read_text() and r"\toprule" in tex.read_text()
+    names = tmp_path / "names.json"
+    names.write_text('{"multiloreft": "MLR"}')
+    fragment = _run(store, "report", "--format", "latex", "--fragment", "--names", str(names), "--table", "decoupling")
+    assert fragment.exit_code == 0, fragment.output
+    assert r"\documentclass" not in fragment.output and r"MLR & $z_{s}$" in fragment.output
     md = _run(store, "report", "--format", "markdown", "--label", "y_s", "--table", "decoupling")
     assert md.exit_code == 0 and "| multiloreft | z\\_s | <u>1.000 ± 0.000</u> |" in md.output
     term = _run(store, "report", "--method", "multiloreft")
@@ -70,6 +75,8 @@ def test_bad_input_exits_2_with_valid_values(store):
         (["report", "--label", "zz"], "unknown label 'zz'; valid: y_cond, y_m1, y_m2, y_s"),
         (["report", "--method", "zz"], "unknown method 'zz'; valid: multiloreft"),
         (["report", "--table", "zz"], "unknown table 'zz'"),
+        (["report", "--fragment"], "--fragment and --names apply to --format latex, not terminal"),
+        (["report", "--format", "latex", "--names", "/nonexistent.json"], "--names /nonexistent.json: not a readable"),
         (["plot", runs[0].run_id, "--component", "zz"], "no component 'zz'"),
     ):
         result = _run(store, *args)

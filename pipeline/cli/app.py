@@ -156,14 +156,24 @@ def output_dir(path: Path) -> Path:
     return path
 
 
-def emit_tables(tables: list, fmt: str, out_file: Path | None, what: str, file_width: int,
-                fragment: bool = False, names: Path | None = None) -> None:
-    """Render tables as ``fmt`` to stdout, or to ``out_file`` (then say so on stderr). LaTeX only:
-    ``fragment`` writes the tables alone (for ``\\input{}``), ``names`` is a JSON file of display
-    names (`evaluate/display_names.py`)."""
+FragmentOption = Annotated[bool, typer.Option(
+    "--fragment", help="LaTeX: the tables alone, for \\input{} (the paper loads booktabs and graphicx).")]
+NamesOption = Annotated[Path | None, typer.Option(
+    "--names", help='LaTeX: a JSON file of display names, e.g. {"multiloreft": "MultiLoReFT", "z_s": "$z_s$"}.')]
+
+
+def latex_options(fmt: str, fragment: bool, names: Path | None) -> DisplayNames:
+    """The display names of ``--names``, checked before any work; ``--fragment`` and ``--names``
+    belong to ``--format latex``."""
     if (fragment or names is not None) and fmt != "latex":
         raise UserError(f"--fragment and --names apply to --format latex, not {fmt}")
-    display = DisplayNames.from_file(names)
+    return DisplayNames.from_file(names)
+
+
+def emit_tables(tables: list, fmt: str, out_file: Path | None, what: str, file_width: int,
+                fragment: bool = False, names: DisplayNames | None = None) -> None:
+    """Render tables as ``fmt`` to stdout, or to ``out_file`` (then say so on stderr); LaTeX as a
+    document, or the tables alone with ``fragment``."""
     if fmt == "terminal":
         if out_file is None:
             for group in terminal.render_document(tables):
@@ -175,7 +185,7 @@ def emit_tables(tables: list, fmt: str, out_file: Path | None, what: str, file_w
                 console.print(group)
     else:
         if fmt == "latex":
-            text = (latex.render_fragment if fragment else latex.render_document)(tables, display)
+            text = (latex.render_fragment if fragment else latex.render_document)(tables, names)
         else:
             text = markdown.render_document(tables)
         if out_file is None:

@@ -13,12 +13,15 @@ from mmpipe.adapters.registry import METHODS
 from mmpipe.evaluate.report import ReportFilters, build_report, load_report_data
 from mmpipe.pipeline.cli.app import (
     REPORT_FORMATS,
+    FragmentOption,
+    NamesOption,
     app,
     check_jobs,
     check_option,
     check_seed_count,
     emit_tables,
     err,
+    latex_options,
     output_file,
     store_of,
     user_errors,
@@ -56,6 +59,8 @@ def reproduce(
         "--data-version", help="DATASET=VERSION (a prefix of the manifest version) for a dataset the store holds "
                                "several versions of, e.g. MOSI ingested from MultiBench's and MMSA's files "
                                "(repeatable).")] = None,
+    fragment: FragmentOption = False,
+    names: NamesOption = None,
 ) -> None:
     """Reproduce one of the papers' tables: simulate what it simulates, take the datasets it needs
     that the store holds (ingested), fit every method × seed it needs (reusing stored runs), probe,
@@ -67,6 +72,7 @@ def reproduce(
     spec = papers.table_spec(table)
     if fmt not in REPORT_FORMATS:
         raise UserError(f"unknown --format {fmt!r}; valid: {', '.join(REPORT_FORMATS)}")
+    display = latex_options(fmt, fragment, names)
     seeds = spec.seeds if seeds is None else seeds
     check_seed_count(seeds)
     check_jobs(jobs)
@@ -104,7 +110,8 @@ def reproduce(
     err.print(f"{len(runs)} runs ({probed} newly probed) in {time.perf_counter() - started:.0f} s",
               markup=False, highlight=False)
     if spec.key in papers.PAPER_SPECS:
-        emit_tables(papers.comparison_tables(store, spec, runs), fmt, out_file, table, file_width=240)
+        emit_tables(papers.comparison_tables(store, spec, runs), fmt, out_file, table, file_width=240,
+                    fragment=fragment, names=display)
         return
     ours = reproduction.our_values(store, runs)
     result = reproduction.comparison_table(spec, ours)
@@ -117,7 +124,7 @@ def reproduce(
         data = load_report_data(store.results_db, ReportFilters(
             datasets=shown, methods=methods, data_versions=tuple(versions[d] for d in shown)))
         tables += build_report(data, spec.companions)
-    emit_tables(tables, fmt, out_file, table, file_width=240)
+    emit_tables(tables, fmt, out_file, table, file_width=240, fragment=fragment, names=display)
 
 
 def _chosen(spec: Any, datasets: list[str] | None) -> list[str]:

@@ -12,9 +12,12 @@ from mmpipe.evaluate.report import TABLE_KINDS, ReportFilters, build_report, loa
 from mmpipe.evaluate.results import query as run_query
 from mmpipe.pipeline.cli.app import (
     REPORT_FORMATS,
+    FragmentOption,
+    NamesOption,
     app,
     emit_tables,
     err,
+    latex_options,
     out,
     output_dir,
     output_file,
@@ -36,7 +39,9 @@ def probe(
     component: Annotated[list[str] | None, typer.Option(help="Only these components (repeatable).")] = None,
     k_shot: Annotated[list[int] | None, typer.Option("--k-shot", help="Also k-shot probes, k per class (repeatable).")] = None,
 ) -> None:
-    """Probe every component × label of runs (fit on train, select on val, score on test) into the results DB.
+    """Probe every component × label of runs (fit on train, select on val, score on test) into the results DB,
+    and score zero-shot cross-modal retrieval (R@1/5/10, median rank, both directions, test rows) for
+    each component pair the run's method embeds in one space.
 
     Re-probing a run replaces its rows."""
     from mmpipe.evaluate.probes import (  # scikit-learn: imported only when probing
@@ -65,12 +70,13 @@ def probe(
         except DamagedError:
             continue  # skipped and named (--all) or refused (a run named by id) below
         check_probe_data(manifest, config, label, run.run_id)
-    total = probed = 0
+    total = probed = retrieved = 0
     for index, run in enumerate(entries, 1):
         try:
             with err.status(f"[{index}/{len(entries)}] probing {run.run_id}"):
                 outcome = probe_run(store, run, config, labels=label, components=component)
                 total += save_probes(store, run, outcome)
+                retrieved += len(outcome.retrieval)
         except DamagedError as error:
             if not all_runs:
                 raise
@@ -82,6 +88,8 @@ def probe(
             err.print(f"{run.run_id}: {line}", markup=False, highlight=False)
         err.print(f"[{index}/{len(entries)}] {run.run_id}: {len(outcome.rows)} scores", markup=False, highlight=False)
     out.print(f"{total} probe rows for {probed} run(s) in {store.results_db}", markup=False, highlight=False)
+    if retrieved:
+        out.print(f"{retrieved} retrieval rows (zero-shot, test) in {store.results_db}", markup=False, highlight=False)
     if skipped:
         err.print(f"{skipped} damaged run(s) skipped, named above; `mmpipe verify --repair` moves damaged entries "
                   "aside so the commands that create them rebuild them", markup=False, highlight=False, soft_wrap=True)
@@ -95,7 +103,9 @@ QUERY_FORMATS = ("table", "csv", "json")
 @user_errors
 def query(
     ctx: typer.Context,
-    sql: Annotated[str, typer.Argument(help="Read-only SQL over runs, probes, labels, probe_summary, delta_summary.")],
+    sql: Annotated[str, typer.Argument(help=(
+        "Read-only SQL over runs, probes, labels, stress, retrieval and the views probe_summary, delta_summary, "
+        "stress_summary, retrieval_summary, metrics."))],
     fmt: Annotated[str, typer.Option("--format", help="table, csv or json.")] = "table",
 ) -> None:
     """Run read-only SQL on the results DB (write statements are refused)."""
@@ -131,17 +141,20 @@ def report(
     table: Annotated[list[str] | None, typer.Option(help=f"Only these tables: {', '.join(TABLE_KINDS)}.")] = None,
     data_version: Annotated[list[str] | None, typer.Option(
         help="Only runs on these manifest versions (prefixes), when a dataset has several.")] = None,
+    fragment: FragmentOption = False,
+    names: NamesOption = None,
 ) -> None:
     """Paper-style tables (decoupling, fusion, learned ranks, ablations) from the results DB."""
     if fmt not in REPORT_FORMATS:
         raise UserError(f"unknown --format {fmt!r}; valid: {', '.join(REPORT_FORMATS)}")
+    display = latex_options(fmt, fragment, names)
     output_file(out_file)
     filters = ReportFilters(tuple(dataset or ()), tuple(method or ()), tuple(label or ()), tuple(data_version or ()))
     tables = build_report(load_report_data(store_of(ctx).results_db, filters), table or TABLE_KINDS)
     if fmt == "terminal" and out_file is None and not tables:
         out.print("No results match the filters.")
         return
-    emit_tables(tables, fmt, out_file, f"{len(tables)} table(s)", file_width=200)
+    emit_tables(tables, fmt, out_file, f"{len(tables)} table(s)", file_width=200, fragment=fragment, names=display)
 
 
 @app.command()
