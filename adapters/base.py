@@ -6,6 +6,14 @@ declares how many modalities it accepts (``modality_count``) and which input kin
 (``input_kinds``: "pooled" rows (N, D), "sequence" rows (N, T, D) with lengths); a request that
 does not fit is refused with one line before any work (`check_inputs`). Components are named by
 `adapters/components.py`.
+
+A method that embeds two modalities in one space declares which of its components can be compared
+row against row (`retrieval_pairs`: cross-modal retrieval, `evaluate/retrieval.py`). A pair is
+declared only where the method's own objective makes the two components interchangeable
+coordinates of one space (a cross-modal InfoNCE between exactly these vectors, or two encoders
+regressing one shared latent) — not where two components merely have the same width, nor where
+an alignment is made through a further head the components do not include. A configuration that
+switches that objective off declares none.
 """
 
 from __future__ import annotations
@@ -51,6 +59,15 @@ class InputScaler(nn.Module):
         return {m: (inputs[m] - getattr(self, f"mean_{m}")) / getattr(self, f"scale_{m}") for m in self.modalities}
 
 
+@dataclasses.dataclass(frozen=True)
+class RetrievalPair:
+    """Two components of one fit that live in one space, row i of each being the same sample seen
+    through one modality: ``components[j]`` embeds ``modalities[j]``."""
+
+    modalities: tuple[str, str]
+    components: tuple[str, str]
+
+
 class AdapterMethod(nn.Module):
     name: ClassVar[str]
     description: ClassVar[str]
@@ -92,6 +109,17 @@ class AdapterMethod(nn.Module):
             progress: ProgressFn | None = None) -> tuple[AdapterMethod, dict[str, Any]]:
         """Train on ``data``'s train split (selecting on val); return the model and a history
         dict merged into the run record (ranks, rank_history, stage_history, timings, ...)."""
+
+    @classmethod
+    def retrieval_pairs(cls, modalities: tuple[str, ...], config: Any) -> tuple[RetrievalPair, ...]:
+        """The component pairs a fit with this ``config`` on ``modalities`` embeds in one space
+        (see the module docstring); none by default."""
+        return ()
+
+    @classmethod
+    def stored_config(cls, fields: Mapping[str, Any]) -> Any:
+        """The config a run record stores (JSON: tuples as lists) as the method's Config."""
+        return cls.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
 
     @classmethod
     def ablation(cls, config: Any) -> str | None:
@@ -180,6 +208,13 @@ def with_shared_and_fused(parts: Mapping[str, torch.Tensor]) -> dict[str, torch.
     """
     z_s = (parts["z_s1"] + parts["z_s2"]) / 2  # (N, r_s)
     return {**parts, "z_s": z_s, "fused": torch.cat([z_s, parts["z_m1"], parts["z_m2"]], dim=1)}
+
+
+def positional_pair(first: str, second: str, modalities: tuple[str, ...]) -> RetrievalPair:
+    """The retrieval pair of a two-modality method's positional components (z_s1, z_s2 → z_s_<first>,
+    z_s_<second>)."""
+    return RetrievalPair((modalities[0], modalities[1]),
+                         (positional_name(first, modalities), positional_name(second, modalities)))
 
 
 def positional_name(name: str, modalities: tuple[str, ...]) -> str:

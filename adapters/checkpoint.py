@@ -10,5 +10,4 @@ from mmpipe.store.runs import RunEntry
 
 def load_model(run: RunEntry) -> nn.Module:
     cls = METHODS.get(run.method)
-    config = cls.Config(**{k: tuple(v) if isinstance(v, list) else v for k, v in run.record.config.items()})
-    return cls.from_state(config, run.record.dims, run.state_dict())
+    return cls.from_state(cls.stored_config(run.record.config), run.record.dims, run.state_dict())

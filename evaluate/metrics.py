@@ -18,6 +18,10 @@ declares (``LabelSpec.scale``, `store/manifest.py`). A categorical label: ``accu
 ``acc2_non0``, ``f1_non0``). The binarisation that produced a two-class number is part of its
 metric name (``_has0``: zero counts as positive; ``_non0``: rows whose label is zero are dropped),
 so the two conventions can never be mixed in one column.
+
+Cross-modal retrieval (`evaluate/retrieval.py`, which states the formula and computes it) scores no
+label: recall at k, the family ``recall_at_<k>`` (R@1, R@5, R@10), and ``median_rank``, registered
+here from retrieval's own functions so their directions have one source.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
+from mmpipe.evaluate import retrieval
 from mmpipe.store.errors import UnknownNameError
 from mmpipe.store.registry import Registry
 
@@ -288,3 +293,9 @@ def f1_non0(y_test: np.ndarray, prediction: np.ndarray) -> float | None:
     undefined (None) when every label is 0. Ridge α chosen on val MSE."""
     kept = _non_zero(y_test, prediction)
     return None if kept is None else weighted_f1(*kept)
+
+
+# -- cross-modal retrieval: computed from the ranks by `evaluate/retrieval.py` -----------------------
+registered(retrieval.RECALL_FAMILY, "R@{k}", higher_is_better=True,
+           pattern=retrieval.RECALL_PATTERN)(retrieval.recall_at)
+registered(retrieval.MEDIAN_RANK, "MedR", higher_is_better=False)(retrieval.median_rank)

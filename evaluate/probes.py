@@ -36,6 +36,10 @@ model that predicts from test *features*. A run's probes are fitted once (:func:
 or on another version of the same test rows (the stress test, `pipeline/stress.py`, scores the
 probes fitted on the clean train split on test rows whose inputs were corrupted). Splits come from the manifest (group-disjoint where the
 dataset has groups), and every row records that protocol.
+
+`probe_run` also scores cross-modal retrieval for every component pair the run's method declares to
+embed two modalities in one space (`evaluate/retrieval.py`: zero-shot on the valid test rows, nothing
+fitted), into ``ProbeOutcome.retrieval``.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from sklearn.linear_model import LogisticRegression
 
 from mmpipe.adapters.predictions import OwnPrediction
 from mmpipe.evaluate import metrics
+from mmpipe.evaluate.retrieval import run_retrieval
 from mmpipe.store.errors import UserError
 from mmpipe.store.manifest import SPLITS, LabelSpec, Manifest
 from mmpipe.store.ranges import (
@@ -64,7 +69,7 @@ from mmpipe.store.ranges import (
     between,
     check_split_rows,
 )
-from mmpipe.store.results import ProbeRow
+from mmpipe.store.results import ProbeRow, RetrievalRow
 from mmpipe.store.root import Store
 from mmpipe.store.runs import RunEntry
 
@@ -226,6 +231,7 @@ class LabelData:
 class ProbeOutcome:
     rows: list[ProbeRow] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # one line per (component, label) not probed
+    retrieval: list[RetrievalRow] = field(default_factory=list)  # `probe_run`'s zero-shot retrieval scores
 
 
 def label_data(manifest: Manifest, names: Sequence[str] | None = None) -> list[LabelData]:
@@ -489,6 +495,7 @@ class RunProbes:
     manifest: Manifest
     config: ProbeConfig
     components: dict[str, np.ndarray]  # as stored, (N, r) each, the own prediction included
+    valid: np.ndarray  # (N,) bool: the run's valid rows
     fitted: list[FittedComponent]
     skipped: list[str]  # what cannot be probed, whichever test rows are scored
     own: OwnPredictionTest | None
@@ -511,7 +518,7 @@ def fit_run(store: Store, run: RunEntry, config: ProbeConfig = ProbeConfig(),
     scoring = None
     if own is not None and own.component in arrays and (labels is None or own.label in labels):
         scoring = OwnPredictionTest.of(arrays[own.component], valid, manifest, own)
-    return RunProbes(run.run_id, manifest, config, arrays, fitted, skipped, scoring)
+    return RunProbes(run.run_id, manifest, config, arrays, np.asarray(valid, dtype=bool), fitted, skipped, scoring)
 
 
 def score_run(probes: RunProbes, components: Mapping[str, np.ndarray] | None = None) -> ProbeOutcome:
@@ -526,8 +533,13 @@ def score_run(probes: RunProbes, components: Mapping[str, np.ndarray] | None = N
 
 def probe_run(store: Store, run: RunEntry, config: ProbeConfig = ProbeConfig(),
               labels: Sequence[str] | None = None, components: Sequence[str] | None = None) -> ProbeOutcome:
-    """Probe one stored run against the labels of the manifest it was trained on."""
-    return score_run(fit_run(store, run, config, labels, components))
+    """Probe one stored run against the labels of the manifest it was trained on, and score the
+    cross-modal retrieval of its declared pairs among ``components`` (all by default)."""
+    probes = fit_run(store, run, config, labels, components)
+    outcome = score_run(probes)
+    found = run_retrieval(run.record, run.run_id, probes.components, probes.valid, probes.manifest)
+    outcome.retrieval, outcome.skipped = found.rows, outcome.skipped + found.skipped
+    return outcome
 
 
 def probe_runs(store: Store, runs: Sequence[RunEntry], config: ProbeConfig = ProbeConfig(),

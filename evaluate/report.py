@@ -20,6 +20,10 @@
   dataset, corrupted modality and corruption; rows method × component, for each label (its
   headline metric) one column per rate: the score of the clean-fitted probes when that fraction of
   the test rows had the modality corrupted. A row that stays level does not depend on the modality.
+- **retrieval** (the survey's contrastive alignment judged by retrieval, `evaluate/retrieval.py`): one
+  table per dataset and pair of modalities a ↔ b; rows method × the pair of components it declares
+  to share one space, columns R@1, R@5, R@10 and the median rank for a → b and for b → a (zero-shot on
+  the test rows, nothing fitted); best per column bold, the chance level in the notes.
 
 A table row is a *setup* (`evaluate/views.py`), named by its variant (`evaluate/results.py`); when
 one variant has runs on several input sets of the same data, each is its own row, named with its
@@ -39,7 +43,7 @@ from pathlib import Path
 from typing import Any
 
 from mmpipe.adapters.components import FUSED, per_modality
-from mmpipe.evaluate import metrics
+from mmpipe.evaluate import metrics, retrieval
 from mmpipe.evaluate.corruption import corruption_name
 from mmpipe.evaluate.delta import JOINT_OWNER, SHARED_OWNER, decoupling_components, mean_std, owner_component
 from mmpipe.evaluate.tables import Cell, HeaderGroup, Table, format_mean_std
@@ -50,7 +54,7 @@ from mmpipe.store.results import fetch, reading
 PAPER_METHOD = "multiloreft"  # listed first, as in the paper
 FROZEN_INPUTS = "inputs"  # the method whose components are the frozen inputs h_k (listed first in Table 3b)
 MODALITY_PREFIXES = ("h", "c", "phi")  # Table 3b: frozen input h_k, contrastive c_k, MultiLoReFT Φ_k
-TABLE_KINDS = ("decoupling", "fusion", "modalities", "msa", "ranks", "ablations", "stress")
+TABLE_KINDS = ("decoupling", "fusion", "modalities", "msa", "ranks", "ablations", "stress", "retrieval")
 
 
 @dataclass(frozen=True)
@@ -83,6 +87,7 @@ class ReportData:
     protocols: list[dict[str, Any]]  # distinct (setup, metric, protocol)
     setups: dict[str, Setup]  # row name -> its setup
     stress: list[dict[str, Any]] = field(default_factory=list)  # stress_summary rows
+    retrieval: list[dict[str, Any]] = field(default_factory=list)  # retrieval_summary rows
 
     def setup(self, name: str) -> Setup:
         return self.setups[name]
@@ -102,6 +107,8 @@ def load_report_data(db_path: Path, filters: ReportFilters = ReportFilters()) ->
                                 "p.metric, p.protocol FROM probes p JOIN runs r USING (run_id) ORDER BY ALL")
         stress = fetch(conn, "SELECT * FROM stress_summary ORDER BY variant, dataset, modality, mode, noise_std, "
                              "corruption_seed, label, component, rate")
+        retrieval = fetch(conn, "SELECT * FROM retrieval_summary ORDER BY variant, dataset, query_component, "
+                                "target_component, metric")
     _check(filters.datasets, sorted({r["dataset"] for r in runs}), "dataset")
     _check(filters.methods, sorted({r["method"] for r in runs} | {r["variant"] for r in runs}), "method")
     _check(filters.variants, sorted({r["variant"] for r in runs}), "variant")
@@ -137,7 +144,8 @@ def load_report_data(db_path: Path, filters: ReportFilters = ReportFilters()) ->
     return ReportData(summary=named(summary), deltas=named(deltas),
                       labels=[r for r in labels if (not filters.datasets or r["dataset"] in filters.datasets)
                               and (not filters.labels or r["label"] in filters.labels)],
-                      runs=named(runs), protocols=named(protocols), setups=setups, stress=named(stress))
+                      runs=named(runs), protocols=named(protocols), setups=setups, stress=named(stress),
+                      retrieval=named(retrieval))
 
 
 def _names(runs: list[dict[str, Any]]) -> tuple[dict[tuple, str], dict[str, Setup]]:
@@ -522,6 +530,52 @@ def stress_tables(data: ReportData) -> list[Table]:
     return tables
 
 
+def retrieval_tables(data: ReportData) -> list[Table]:
+    """Cross-modal retrieval: per (dataset, modalities a ↔ b) a table of rows method × declared pair
+    and, for a → b and b → a, R@1, R@5, R@10 and the median rank."""
+    order: dict[tuple[str, str], int] = {}  # (dataset, modality) → first position among the runs' inputs
+    for run in data.runs:
+        for modality in json.loads(run["inputs"]):
+            order.setdefault((run["dataset"], modality), len(order))
+    blocks: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in data.retrieval:
+        a, b = sorted((row["query_modality"], row["target_modality"]),
+                      key=lambda m: (order.get((row["dataset"], m), len(order)), m))
+        blocks[(row["dataset"], a, b)].append(row)
+    names = retrieval.METRIC_NAMES
+    tables = []
+    for (dataset, a, b), rows in sorted(blocks.items()):
+        cell_of = {(r["name"], r["query_component"], r["target_component"], r["metric"]): r for r in rows}
+        pairs = {(r["name"], *((r["query_component"], r["target_component"]) if r["query_modality"] == a
+                                else (r["target_component"], r["query_component"]))) for r in rows}
+        position = {n: i for i, n in enumerate(_method_order(data, {p[0] for p in pairs}))}
+        lines_of = sorted(pairs, key=lambda p: (position[p[0]], p[1], p[2]))  # (name, component of a, of b)
+        found = [[cell_of.get((name, query, target, metric)) for query, target in ((of_a, of_b), (of_b, of_a))
+                  for metric in names] for name, of_a, of_b in lines_of]
+        lines = [[Cell(name), Cell(f"{of_a} ↔ {of_b}")]
+                 + [Cell(format_mean_std(f["mean"], f["std"]) if f else "—") for f in line]
+                 for (name, of_a, of_b), line in zip(lines_of, found, strict=True)]
+        for j, metric in enumerate(names * 2):
+            for best in _best([line[j]["mean"] if line[j] else None for line in found],
+                              metrics.higher_is_better(metric)):
+                lines[best][2 + j] = Cell(lines[best][2 + j].text, bold=True)
+        headers = ["Method", "Pair"] + [f"{metrics.display(m)} {metrics.metric(m).arrow}" for m in names] * 2
+        groups = [HeaderGroup("", 2), HeaderGroup(f"{a} → {b}", len(names)), HeaderGroup(f"{b} → {a}", len(names))]
+        seeds = {r["name"]: r["n_seeds"] for r in rows}
+        notes = [f"Protocol: {p}" for p in sorted({r["protocol"] for r in rows})]
+        notes.append("Candidates n (the valid test rows): " + ", ".join(map(str, sorted({r["n_candidates"] for r in rows})))
+                     + "; chance: " + ", ".join(f"R@{k} = {k}/n" for k in retrieval.RECALL_KS)
+                     + ", median rank ≈ (n + 1)/2.")
+        notes.append("Mean ± std over run seeds (sample std); seeds per method: "
+                     + ", ".join(f"{n} {seeds[n]}" for n in position) + ".")
+        caption = (f"Zero-shot cross-modal retrieval on the {dataset} test rows between {a} and {b}: each query's "
+                   "partner is the same sample in the other modality, ranked among all test rows by cosine "
+                   "similarity of the pair's components; bold: best per column.")
+        tables.append(Table(_file_key(f"retrieval-{dataset}-{a}-{b}"), f"Retrieval: {dataset}, {a} ↔ {b}", caption,
+                            headers, lines, groups, frozenset(), notes))
+    return tables
+
+
 def _file_key(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_" else "-" for c in text)
 
@@ -547,4 +601,6 @@ def build_report(data: ReportData, kinds: Sequence[str] = TABLE_KINDS) -> list[T
             tables += stress_tables(data)
         elif kind == "ablations":
             tables += ablation_tables(data)
+        elif kind == "retrieval":
+            tables += retrieval_tables(data)
     return tables

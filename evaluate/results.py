@@ -26,6 +26,7 @@ from mmpipe.store.results import (
     StressKey,
     StressRow,
     replace_probes,
+    replace_retrieval,
     replace_run,
     replace_stress,
     spill,
@@ -70,8 +71,8 @@ def _manifest(store: Store, run: RunEntry) -> Manifest:
 
 
 def save_probes(store: Store, run: RunEntry, outcome: ProbeOutcome) -> int:
-    """Replace the run's rows in the results DB with this outcome (one short transaction), after
-    the rows an earlier probe could not write (`spilled`).
+    """Replace the run's rows in the results DB with this outcome, its probe and retrieval rows (one
+    short transaction), after the rows an earlier probe could not write (`spilled`).
 
     When the DB cannot be written (a lock held too long, a full or read-only disk) the scores are
     not lost: they are kept in a spill file beside the DB, which the next successful write
@@ -85,12 +86,14 @@ def save_probes(store: Store, run: RunEntry, outcome: ProbeOutcome) -> int:
             for kept in waiting:
                 replace_run(conn, kept.run, kept.labels)
                 replace_probes(conn, kept.run.run_id, kept.probes)
+                replace_retrieval(conn, kept.run.run_id, kept.retrieval)
             replace_run(conn, row, labels)
             count = replace_probes(conn, run.run_id, outcome.rows)
+            replace_retrieval(conn, run.run_id, outcome.retrieval)
             create_views(conn)
     except DatabaseUnavailable as error:
         try:
-            where = spill(db, row, labels, outcome.rows)
+            where = spill(db, row, labels, outcome.rows, outcome.retrieval)
         except OSError as spill_error:
             raise DatabaseUnavailable(f"{error}; the {len(outcome.rows)} scores of {run.run_id} could not be kept "
                                       f"either ({spill_error.strerror}): probe it again later") from None

@@ -15,6 +15,9 @@ Views::
                     label, metric, mean, std, n_seeds)
     stress_summary (variant, method, ablation, settings, inputs, dataset, data_version, modality, mode,
                     noise_std, corruption_seed, rate, component, label, metric, protocol, mean, std, n_seeds)
+    retrieval_summary (variant, method, ablation, settings, inputs, dataset, data_version, query_modality,
+                       target_modality, query_component, target_component, metric, protocol, n_candidates,
+                       mean, std, n_seeds)
 
 A *setup* is (method, ablation, settings, inputs, dataset, data_version): the summaries group by
 it, so an ablation, another hyperparameter, another encoder or another version of the data is
@@ -22,7 +25,9 @@ never averaged with the rest; ``variant`` (the display name) rides along. ``std`
 standard deviation over seeds (NULL for one seed).
 ``stress_summary`` summarises the stress test's scores the same way, per corruption (modality,
 mode, noise_std, corruption_seed) and rate; the protocol is part of its key, so scores of other
-probe settings are never averaged together.
+probe settings are never averaged together. ``retrieval_summary`` summarises the retrieval rows per
+direction (query → target component) and metric; the protocol and the number of candidates (which
+sets the chance level) are part of its key.
 
 Δ is the rule of `evaluate/delta.py`, per run (= per seed), then mean ± std: for a label owned by
 modality k, Δ = score(z_k) − score(z_s); for a ``shared`` label, Δ = score(z_s) − the mean of
@@ -46,8 +51,11 @@ from mmpipe.evaluate.delta import JOINT_OWNER, SHARED_OWNER
 from mmpipe.evaluate.metrics import METRICS
 
 SETUP = "r.variant, r.method, r.ablation, r.settings, r.inputs, r.dataset, r.data_version"
-VIEW_NAMES = ("metrics", "run_modalities", "probe_summary", "delta_per_run", "delta_summary", "stress_summary")
+VIEW_NAMES = ("metrics", "run_modalities", "probe_summary", "delta_per_run", "delta_summary", "stress_summary",
+              "retrieval_summary")
 STRESS = "s.modality, s.mode, s.noise_std, s.corruption_seed, s.rate, s.component, s.label, s.metric, s.protocol"
+RETRIEVAL = ("t.query_modality, t.target_modality, t.query_component, t.target_component, t.metric, t.protocol, "
+             "t.n_candidates")
 
 
 def _literal(text: str) -> str:
@@ -118,6 +126,11 @@ SELECT {SETUP}, {STRESS},
        avg(s.value) AS mean, stddev_samp(s.value) AS std, count(DISTINCT r.seed) AS n_seeds
 FROM stress s JOIN runs r USING (run_id)
 GROUP BY {SETUP}, {STRESS};
+CREATE OR REPLACE VIEW retrieval_summary AS
+SELECT {SETUP}, {RETRIEVAL},
+       avg(t.value) AS mean, stddev_samp(t.value) AS std, count(DISTINCT r.seed) AS n_seeds
+FROM retrieval t JOIN runs r USING (run_id)
+GROUP BY {SETUP}, {RETRIEVAL};
 """
     return sql.replace("CREATE OR REPLACE VIEW", "CREATE OR REPLACE TEMP VIEW") if temporary else sql
 

@@ -9,13 +9,17 @@ Tables::
     labels  (dataset, label, kind, owner)      -- the manifest's label metadata
     stress  (run_id, modality, mode, noise_std, corruption_seed, rate, n_corrupted,
              component, label, metric, value, protocol, n_train, n_test)
+    retrieval (run_id, query_modality, target_modality, query_component, target_component, metric,
+               value, protocol, n_candidates)
 
 A stress row is a probe score on test rows of which a fraction ``rate`` had one modality corrupted
 (``mode``; ``noise_std`` for ``noise``, else NULL; the rows chosen with ``corruption_seed``, which
 is not the run's seed); a stress re-run replaces the rows of the same (run, modality, mode,
-noise_std, corruption_seed, rate). The table came after the others: a writer adds it to an older
-file (``CREATE TABLE IF NOT EXISTS``) and a reader of a file that lacks it sees it empty
-(`LATER_TABLES`).
+noise_std, corruption_seed, rate). A retrieval row is one metric of one direction (query modality's
+component → target modality's component) of zero-shot cross-modal retrieval among ``n_candidates``
+test rows; it belongs to the run's probe, so re-probing a run replaces its retrieval rows with its
+probe rows. These two tables came after the others: a writer adds them to an older file (``CREATE
+TABLE IF NOT EXISTS``) and a reader of a file that lacks one sees it empty (`LATER_TABLES`).
 
 A run row is the typed run record (``mmpipe.store.runs.RunRecord``): ``ablation`` (NULL for the
 full method), ``settings`` (its other non-default config fields, JSON with sorted keys) and
@@ -52,7 +56,7 @@ import re
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, astuple, dataclass, fields
+from dataclasses import asdict, astuple, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +91,8 @@ class DatabaseUnavailable(UserError):
 STRESS_COLUMNS = """run_id VARCHAR, modality VARCHAR, mode VARCHAR, noise_std DOUBLE, corruption_seed BIGINT,
     rate DOUBLE, n_corrupted INTEGER, component VARCHAR, label VARCHAR, metric VARCHAR, value DOUBLE,
     protocol VARCHAR, n_train INTEGER, n_test INTEGER"""
+RETRIEVAL_COLUMNS = """run_id VARCHAR, query_modality VARCHAR, target_modality VARCHAR, query_component VARCHAR,
+    target_component VARCHAR, metric VARCHAR, value DOUBLE, protocol VARCHAR, n_candidates INTEGER"""
 RUN_COLUMNS = """run_id VARCHAR PRIMARY KEY, method VARCHAR, ablation VARCHAR, settings JSON, inputs JSON,
     dataset VARCHAR, data_version VARCHAR, seed INTEGER, fingerprint VARCHAR, config JSON, started_at TIMESTAMP,
     seconds DOUBLE, n_params BIGINT, ranks JSON, code_version VARCHAR, variant VARCHAR"""
@@ -98,6 +104,7 @@ CREATE TABLE IF NOT EXISTS probes (
 CREATE TABLE IF NOT EXISTS labels (
     dataset VARCHAR, label VARCHAR, kind VARCHAR, owner VARCHAR, PRIMARY KEY (dataset, label));
 CREATE TABLE IF NOT EXISTS stress ({STRESS_COLUMNS});
+CREATE TABLE IF NOT EXISTS retrieval ({RETRIEVAL_COLUMNS});
 """
 
 
@@ -133,6 +140,22 @@ class StressRow:
     protocol: str
     n_train: int
     n_test: int
+
+
+@dataclass(frozen=True)
+class RetrievalRow:
+    """One retrieval score (field order = the retrieval table's columns): queries from
+    ``query_component`` (embedding ``query_modality``), candidates from ``target_component``."""
+
+    run_id: str
+    query_modality: str
+    target_modality: str
+    query_component: str
+    target_component: str
+    metric: str
+    value: float
+    protocol: str
+    n_candidates: int  # the test rows: every one is a query and a candidate
 
 
 @dataclass(frozen=True)
@@ -378,6 +401,14 @@ def replace_probes(conn: duckdb.DuckDBPyConnection, run_id: str, rows: Iterable[
     return len(rows)
 
 
+def replace_retrieval(conn: duckdb.DuckDBPyConnection, run_id: str, rows: Iterable[RetrievalRow]) -> int:
+    """Inside a ``writing`` transaction: replace every retrieval row of ``run_id``; returns how many."""
+    rows = list(rows)
+    conn.execute("DELETE FROM retrieval WHERE run_id = ?", [run_id])
+    _insert(conn, "retrieval", rows)
+    return len(rows)
+
+
 def replace_stress(conn: duckdb.DuckDBPyConnection, key: StressKey, rows: Iterable[StressRow]) -> int:
     """Inside a ``writing`` transaction: replace the stress rows of ``key`` (one corruption of one
     run, at its rates; rows at other rates stay); returns how many were written."""
@@ -407,6 +438,7 @@ class Spill:
     run: RunRow
     labels: list[LabelRow]
     probes: list[ProbeRow]
+    retrieval: list[RetrievalRow] = field(default_factory=list)  # absent from an older mmpipe's spill file
 
 
 def spill_dir(db: Path) -> Path:
@@ -414,14 +446,16 @@ def spill_dir(db: Path) -> Path:
     return Path(db).with_name(Path(db).name + ".unsaved")
 
 
-def spill(db: Path, run: RunRow, labels: Iterable[LabelRow], probes: Iterable[ProbeRow]) -> Path:
+def spill(db: Path, run: RunRow, labels: Iterable[LabelRow], probes: Iterable[ProbeRow],
+          retrieval: Iterable[RetrievalRow] = ()) -> Path:
     """Keep one run's rows beside the DB (atomically: a complete file or none); returns its path.
     Raises OSError when even that cannot be written (the same full or read-only disk)."""
     folder = spill_dir(db)
     folder.mkdir(exist_ok=True)
     target = folder / f"{run.run_id}.json"
     tmp = folder / f".{run.run_id}.json.tmp"
-    data = {"run": asdict(run), "labels": [asdict(r) for r in labels], "probes": [asdict(r) for r in probes]}
+    data = {"run": asdict(run), "labels": [asdict(r) for r in labels], "probes": [asdict(r) for r in probes],
+            "retrieval": [asdict(r) for r in retrieval]}
     try:
         tmp.write_text(json.dumps(data))
         os.replace(tmp, target)
@@ -440,7 +474,8 @@ def spilled(db: Path) -> list[Spill]:
         try:
             data = json.loads(path.read_text())
             found.append(Spill(path, RunRow(**data["run"]), [LabelRow(**r) for r in data["labels"]],
-                               [ProbeRow(**r) for r in data["probes"]]))
+                               [ProbeRow(**r) for r in data["probes"]],
+                               [RetrievalRow(**r) for r in data.get("retrieval", [])]))
         except (OSError, ValueError, TypeError, KeyError):
             raise UserError(f"{path} (probe scores kept after a failed write) is unreadable: delete it and "
                             "probe that run again") from None
@@ -452,7 +487,7 @@ READ_ONLY_STATEMENTS = ("SELECT", "EXPLAIN")
 
 
 TABLES = ("runs", "probes", "labels")
-LATER_TABLES = {"stress": STRESS_COLUMNS}  # added after the first release: read as empty where absent
+LATER_TABLES = {"stress": STRESS_COLUMNS, "retrieval": RETRIEVAL_COLUMNS}  # added after the first release: read as empty where absent
 Prepare = Callable[[duckdb.DuckDBPyConnection], None]
 
 

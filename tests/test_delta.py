@@ -98,7 +98,8 @@ def test_owner_components_and_who_carries_a_label():
 
 def test_metrics_registry_directions_names_and_rules():
     assert set(METRICS.names()) == {"accuracy", "accuracy_<k>shot", "mse", "silhouette", "f1", "mae", "corr", "acc7",
-                                    "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0"}
+                                    "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0", "recall_at_<k>",
+                                    "median_rank"}
     assert higher_is_better("accuracy") and higher_is_better("silhouette") and not higher_is_better("mse")
     assert k_shot_name(5) == "accuracy_5shot" and higher_is_better(k_shot_name(5))
     assert display("mse") == "MSE" and display("accuracy") == "Acc" and display("accuracy_5shot") == "Acc 5-shot"
@@ -106,5 +107,5 @@ def test_metrics_registry_directions_names_and_rules():
         assert len(metric(name).rule) > 40, name
     assert metric("mse").compute(np.array([1.0, 2.0]), np.array([1.0, 4.0])) == pytest.approx(2.0)
     assert metric("accuracy_3shot").compute(np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2])) == 0.75
-    with pytest.raises(UnknownNameError, match="valid: acc2_has0, acc2_non0, acc5, acc7, accuracy, accuracy_<k>shot, corr, f1, f1_has0, f1_non0, mae, mse, silhouette"):
+    with pytest.raises(UnknownNameError, match="valid: acc2_has0, acc2_non0, acc5, acc7, accuracy, accuracy_<k>shot, corr, f1, f1_has0, f1_non0, mae, median_rank, mse, recall_at_<k>, silhouette"):
         metric("accuracy_shot")

@@ -54,6 +54,10 @@ def test_tables_and_views_have_the_documented_columns(tmp_path):
         "probe_summary": SETUP + ["component", "label", "metric", "mean", "std", "n_seeds"],
         "delta_per_run": ["run_id"] + SETUP + ["seed", "label", "metric", "owner", "delta"],
         "delta_summary": SETUP + ["label", "metric", "mean", "std", "n_seeds"],
+        "retrieval": ["run_id", "query_modality", "target_modality", "query_component", "target_component", "metric",
+                      "value", "protocol", "n_candidates"],
+        "retrieval_summary": SETUP + ["query_modality", "target_modality", "query_component", "target_component",
+                                      "metric", "protocol", "n_candidates", "mean", "std", "n_seeds"],
     }
     for table, columns in expected.items():
         assert evaluate_query(db, f"SELECT * FROM {table} LIMIT 0").columns == columns, table
@@ -63,7 +67,8 @@ def test_tables_and_views_have_the_documented_columns(tmp_path):
     directions = dict(evaluate_query(db, "SELECT metric, higher_is_better FROM metrics").rows)
     assert directions == {"accuracy": True, "accuracy_<k>shot": True, "mse": False, "silhouette": True, "f1": True,
                           "mae": False, "corr": True, "acc7": True, "acc5": True, "acc2_has0": True,
-                          "acc2_non0": True, "f1_has0": True, "f1_non0": True}
+                          "acc2_non0": True, "f1_has0": True, "f1_non0": True, "recall_at_<k>": True,
+                          "median_rank": False}
 
 
 def test_the_store_layer_knows_no_component_and_no_metric():

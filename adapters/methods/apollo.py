@@ -23,7 +23,8 @@ E_si: h_i → R^{r_s} and E_mi: h_i → R^{r_mi} regress the latents of the trai
 selected on val by the reconstruction Σ_i MSE(D_i([E_si(h_i), E_mi(h_i)]), h_i). All components —
 train, val and test rows alike — come from the encoders: z_si = E_si(h_i), z_mi = E_mi(h_i),
 z_s = (z_s1 + z_s2) / 2, fused = [z_s, z_m1, z_m2]. Sizes: the ranks MultiLoReFT learned
-(adapters/sizes.py). The latent tables are part of the checkpoint (the parameter count grows with
+(adapters/sizes.py). E_s1 and E_s2 regress the same latent s, so z_s1 and z_s2 are one space (the
+retrieval pair), unless the encoders are not trained (``max_epochs_encoders`` = 0). The latent tables are part of the checkpoint (the parameter count grows with
 n_train, paper Appendix A.4).
 """
 
@@ -37,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmpipe.adapters.base import Dims, ProgressFn, with_shared_and_fused
+from mmpipe.adapters.base import Dims, ProgressFn, RetrievalPair, positional_pair, with_shared_and_fused
 from mmpipe.adapters.baseline import Baseline, BaselineConfig, mlp, start_fit
 from mmpipe.adapters.curves import Curves
 from mmpipe.adapters.data import MultimodalFeatures
@@ -67,6 +68,10 @@ class APOLLO(Baseline):
     @classmethod
     def positional_names(cls) -> tuple[str, ...]:
         return ("z_s1", "z_s2", "z_m1", "z_m2", "z_s", "fused")
+
+    @classmethod
+    def retrieval_pairs(cls, modalities: tuple[str, ...], config: APOLLOConfig) -> tuple[RetrievalPair, ...]:
+        return (positional_pair("z_s1", "z_s2", modalities),) if config.max_epochs_encoders > 0 else ()
 
     def __init__(self, config: APOLLOConfig, dims: Dims, n_train: int = 1) -> None:
         super().__init__(dims)

@@ -9,7 +9,8 @@ minibatch (cosine similarity, temperature τ = 0.07)::
     c_i = g_i(h_i) ∈ R^w,    L = ½ [InfoNCE(c_1 → c_2) + InfoNCE(c_2 → c_1)]
 
 w = max(r_s + r_m1, r_s + r_m2): as wide as the wider modality's MultiLoReFT representation
-(adapters/sizes.py). Components: c1, c2 (unnormalised head outputs) and fused = [c1, c2].
+(adapters/sizes.py). Components: c1, c2 (unnormalised head outputs) and fused = [c1, c2]. c1 and c2
+are the vectors the InfoNCE compares by cosine, so they are one space: the retrieval pair (c1, c2).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from typing import Annotated, Any
 
 import torch
 
-from mmpipe.adapters.base import Dims, ProgressFn
+from mmpipe.adapters.base import Dims, ProgressFn, RetrievalPair, positional_pair
 from mmpipe.adapters.baseline import Baseline, BaselineConfig, mlp, start_fit, train_one_stage
 from mmpipe.adapters.data import MultimodalFeatures
 from mmpipe.adapters.losses import symmetric_info_nce
@@ -42,6 +43,10 @@ class Contrastive(Baseline):
     @classmethod
     def positional_names(cls) -> tuple[str, ...]:
         return ("c1", "c2", "fused")
+
+    @classmethod
+    def retrieval_pairs(cls, modalities: tuple[str, ...], config: ContrastiveConfig) -> tuple[RetrievalPair, ...]:
+        return (positional_pair("c1", "c2", modalities),)
 
     def __init__(self, config: ContrastiveConfig, dims: Dims) -> None:
         super().__init__(dims)

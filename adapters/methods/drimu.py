@@ -27,7 +27,8 @@ without fixed points. Validation criterion: α L_shared + L_rec on val rows (the
 of a moving discriminator is not a convergence signal).
 
 Sizes (r_s, r_m1, r_m2): the ranks MultiLoReFT learned (adapters/sizes.py). Components: z_s1,
-z_s2, z_m1, z_m2, z_s = (z_s1 + z_s2) / 2, fused = [z_s, z_m1, z_m2].
+z_s2, z_m1, z_m2, z_s = (z_s1 + z_s2) / 2, fused = [z_s, z_m1, z_m2]. L_shared compares z_s1 with z_s2
+by cosine, so they are one space: the retrieval pair, declared while α > 0.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mmpipe.adapters.base import Dims, ProgressFn, with_shared_and_fused
+from mmpipe.adapters.base import Dims, ProgressFn, RetrievalPair, positional_pair, with_shared_and_fused
 from mmpipe.adapters.baseline import Baseline, BaselineConfig, mlp, start_fit, train_one_stage
 from mmpipe.adapters.curves import LOSS
 from mmpipe.adapters.data import MultimodalFeatures
@@ -68,6 +69,10 @@ class DRIMU(Baseline):
     @classmethod
     def positional_names(cls) -> tuple[str, ...]:
         return ("z_s1", "z_s2", "z_m1", "z_m2", "z_s", "fused")
+
+    @classmethod
+    def retrieval_pairs(cls, modalities: tuple[str, ...], config: DRIMUConfig) -> tuple[RetrievalPair, ...]:
+        return (positional_pair("z_s1", "z_s2", modalities),) if config.alpha > 0 else ()
 
     def __init__(self, config: DRIMUConfig, dims: Dims) -> None:
         super().__init__(dims)

@@ -46,7 +46,10 @@ validation Δ); batch size 256; ε = 0.1 on singular values that start at 1 (ort
 initialisation).
 
 Components (positional names; `TwoModalityMethod` renames them for the modalities): z_s1, z_s2,
-z_m1, z_m2, phi1, phi2, plus z_s = (z_s1 + z_s2) / 2 and fused = [z_s, z_m1, z_m2]. Ablations
+z_m1, z_m2, phi1, phi2, plus z_s = (z_s1 + z_s2) / 2 and fused = [z_s, z_m1, z_m2]. L_MI puts the
+other modality's z_s(j) where z_s(i) would be in h_i's back-projection (and pruning rotates both
+shared projections by one SVD), so z_s1 and z_s2 are coordinates of one space: the retrieval pair,
+declared while L_MI is on (not with ``use_mi=False`` or a fixed MI weight of 0). Ablations
 (paper Tables 5–6) are config: ``prune=False``, ``staged=False`` (one joint stage from the start),
 ``use_indep`` / ``use_orth`` / ``use_mi`` = False, ``weighting="fixed"``.
 
@@ -64,7 +67,15 @@ from typing import Annotated, Any, Literal
 import torch
 from torch import nn
 
-from mmpipe.adapters.base import Dims, ProgressFn, TwoModalityMethod, positional_name, with_shared_and_fused
+from mmpipe.adapters.base import (
+    Dims,
+    ProgressFn,
+    RetrievalPair,
+    TwoModalityMethod,
+    positional_name,
+    positional_pair,
+    with_shared_and_fused,
+)
 from mmpipe.adapters.data import MultimodalFeatures
 from mmpipe.adapters.gradnorm import GradNorm
 from mmpipe.adapters.losses import independence_loss, info_nce, orthogonality_loss
@@ -196,6 +207,11 @@ class MultiLoReFT(TwoModalityMethod):
     @classmethod
     def positional_names(cls) -> tuple[str, ...]:
         return ("z_s1", "z_s2", "z_m1", "z_m2", "phi1", "phi2", "z_s", "fused")
+
+    @classmethod
+    def retrieval_pairs(cls, modalities: tuple[str, ...], config: MultiLoReFTConfig) -> tuple[RetrievalPair, ...]:
+        mi_weighted = config.weighting != "fixed" or config.fixed_weights[LOSS_NAMES.index("mi")] > 0
+        return (positional_pair("z_s1", "z_s2", modalities),) if config.use_mi and mi_weighted else ()
 
     # -- structure -----------------------------------------------------------------------------
     def R_s(self, modality: int) -> torch.Tensor:  # (r_s, d_i)

@@ -43,7 +43,9 @@ never read here; the report picks the paper's test-best ρ (Table 2) from the st
 
 Components (`component_names`): ``spec``, ``sel``, ``rho90`` … ``rho10`` — [z_1, z_2] after
 Specialization, after Selection (= ρ 1.0) and at each ρ (the Table 1 layout; columns per modality
-in the record), then ``e_<k>`` (z_k at the ρ chosen on val) and ``fused`` = [e_1, e_2]. The model
+in the record), then ``e_<k>`` (z_k at the ρ chosen on val) and ``fused`` = [e_1, e_2]. e_1 and e_2
+are the vectors L_cross compares (and L_TS's cross-modal terms), so they are one space — the retrieval
+pair — unless a loss head stands between them and the losses, or λ_cross = 0. The model
 keeps the Specialization routers (buffers) so the checkpoint rebuilds every component. The record
 (``history["s3"]``, `S3Summary`) holds the component of each stage, the val scores and chosen ρ,
 the sparsification batches, the active-parameter fraction per ρ (Table 5: attention + kept
@@ -89,7 +91,7 @@ import torch
 from torch import nn
 
 from mmpipe.adapters import components
-from mmpipe.adapters.base import AdapterMethod, Dims, InputScaler, ProgressFn
+from mmpipe.adapters.base import AdapterMethod, Dims, InputScaler, ProgressFn, RetrievalPair
 from mmpipe.adapters.data import MultimodalFeatures
 from mmpipe.adapters.losses import (
     cross_modal_info_nce,
@@ -199,6 +201,12 @@ class S3Config(Checked):
     @property
     def n_experts(self) -> int:
         return self.granularity * self.expansion
+
+    @property
+    def uses_loss_head(self) -> bool:
+        """A linear loss head per modality: asked for, or (``auto``) because the widths differ."""
+        widths = self.widths or (DEFAULT_WIDTH, DEFAULT_WIDTH)
+        return self.loss_head == "linear" or (self.loss_head == "auto" and len(set(widths)) > 1)
 
 
 # -- the record ------------------------------------------------------------------------------------
@@ -389,10 +397,9 @@ class S3(AdapterMethod):
         self.encoders = nn.ModuleDict({m: MoESequenceEncoder(EncoderShape(
             dims[m], d, config.layers, config.heads, config.ffn_ratio * d, config.granularity, config.expansion,
             config.top_k, config.activation, config.dropout, config.attention_dropout, config.pooling)) for m, d in self.widths.items()})
-        use_head = config.loss_head == "linear" or (config.loss_head == "auto" and len(set(self.widths.values())) > 1)
         latent = min(self.widths.values())
         self.loss_heads = nn.ModuleDict({m: nn.Linear(d, latent, bias=False) for m, d in self.widths.items()}) \
-            if use_head else None
+            if config.uses_loss_head else None
         # the routers as Specialization left them: Selection changes only the routers, so these
         # buffers are all that is needed to rebuild the Specialization components from the checkpoint
         for m in self.modalities:
@@ -424,6 +431,13 @@ class S3(AdapterMethod):
     @classmethod
     def component_names(cls, modalities: tuple[str, ...]) -> tuple[str, ...]:
         return (*STAGE_COMPONENTS, *(components.per_modality("e", m) for m in modalities), components.FUSED)
+
+    @classmethod
+    def retrieval_pairs(cls, modalities: tuple[str, ...], config: S3Config) -> tuple[RetrievalPair, ...]:
+        if config.uses_loss_head or config.cross_weight == 0:
+            return ()
+        first, second = modalities[:2]
+        return (RetrievalPair((first, second), (components.per_modality("e", first), components.per_modality("e", second))),)
 
     @classmethod
     def ablation(cls, config: S3Config) -> str | None:
