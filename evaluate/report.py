@@ -22,8 +22,9 @@
   the test rows had the modality corrupted. A row that stays level does not depend on the modality.
 - **retrieval** (the survey's contrastive alignment judged by retrieval, `evaluate/retrieval.py`): one
   table per dataset and pair of modalities a ↔ b; rows method × the pair of components it declares
-  to share one space, columns R@1, R@5, R@10 and the median rank for a → b and for b → a (zero-shot on
-  the test rows, nothing fitted); best per column bold, the chance level in the notes.
+  to share one space (a's component, b's component), columns R@1, R@5, R@10 and the median rank for
+  a → b and for b → a (zero-shot on the test rows, nothing fitted); best per column bold, the chance
+  level in the notes.
 
 A table row is a *setup* (`evaluate/views.py`), named by its variant (`evaluate/results.py`); when
 one variant has runs on several input sets of the same data, each is its own row, named with its
@@ -552,15 +553,17 @@ def retrieval_tables(data: ReportData) -> list[Table]:
         lines_of = sorted(pairs, key=lambda p: (position[p[0]], p[1], p[2]))  # (name, component of a, of b)
         found = [[cell_of.get((name, query, target, metric)) for query, target in ((of_a, of_b), (of_b, of_a))
                   for metric in names] for name, of_a, of_b in lines_of]
-        lines = [[Cell(name), Cell(f"{of_a} ↔ {of_b}")]
+        lines = [[Cell(name if index == 0 or lines_of[index - 1][0] != name else ""), Cell(of_a), Cell(of_b)]
                  + [Cell(format_mean_std(f["mean"], f["std"]) if f else "—") for f in line]
-                 for (name, of_a, of_b), line in zip(lines_of, found, strict=True)]
+                 for index, ((name, of_a, of_b), line) in enumerate(zip(lines_of, found, strict=True))]
+        rule_before = frozenset(i for i in range(len(lines_of)) if i == 0 or lines_of[i - 1][0] != lines_of[i][0])
         for j, metric in enumerate(names * 2):
             for best in _best([line[j]["mean"] if line[j] else None for line in found],
                               metrics.higher_is_better(metric)):
-                lines[best][2 + j] = Cell(lines[best][2 + j].text, bold=True)
-        headers = ["Method", "Pair"] + [f"{metrics.display(m)} {metrics.metric(m).arrow}" for m in names] * 2
-        groups = [HeaderGroup("", 2), HeaderGroup(f"{a} → {b}", len(names)), HeaderGroup(f"{b} → {a}", len(names))]
+                lines[best][3 + j] = Cell(lines[best][3 + j].text, bold=True)
+        headers = ["Method", f"Rep. {a}", f"Rep. {b}"] + [f"{metrics.display(m)} {metrics.metric(m).arrow}"
+                                                         for m in names] * 2
+        groups = [HeaderGroup("", 3), HeaderGroup(f"{a} → {b}", len(names)), HeaderGroup(f"{b} → {a}", len(names))]
         seeds = {r["name"]: r["n_seeds"] for r in rows}
         notes = [f"Protocol: {p}" for p in sorted({r["protocol"] for r in rows})]
         notes.append("Candidates n (the valid test rows): " + ", ".join(map(str, sorted({r["n_candidates"] for r in rows})))
@@ -572,7 +575,7 @@ def retrieval_tables(data: ReportData) -> list[Table]:
                    "partner is the same sample in the other modality, ranked among all test rows by cosine "
                    "similarity of the pair's components; bold: best per column.")
         tables.append(Table(_file_key(f"retrieval-{dataset}-{a}-{b}"), f"Retrieval: {dataset}, {a} ↔ {b}", caption,
-                            headers, lines, groups, frozenset(), notes))
+                            headers, lines, groups, rule_before, notes))
     return tables
 
 
