@@ -1,4 +1,5 @@
-"""`mmpipe reproduce`: one of the papers' tables (MultiLoReFT, S3, DLF), ours beside the paper's."""
+"""`mmpipe reproduce`: one of the papers' tables (MultiLoReFT, S3, DLF), ours beside the paper's; or
+the fusion survey's proposed experiments (`survey`, ours only)."""
 
 from __future__ import annotations
 
@@ -40,9 +41,10 @@ from mmpipe.store.ranges import EPOCHS, MAX_ROWS
 def reproduce(
     ctx: typer.Context,
     table: Annotated[str, typer.Argument(help="table1, table3a, table4, table5, table6, table7 (MultiLoReFT), "
-                                              "s3-table1, s3-table2 (S3), dlf-table1 or dlf-table2 (DLF).")],
+                                              "s3-table1, s3-table2 (S3), dlf-table1, dlf-table2 (DLF), or survey (the fusion "
+                                              "survey's Experiments 1–3).")],
     seeds: Annotated[int | None, typer.Option("--seeds", help="Number of seeds (0..N-1), one run each "
-                                              "[default: the paper's: 4 MultiLoReFT, 3 S3 and DLF].")] = None,
+                                              "[default: the paper's: 4 MultiLoReFT, 3 S3 and DLF; 3 survey].")] = None,
     n: Annotated[int | None, typer.Option("--n", help="Samples per simulation [default: 10,000 for Sim I/II, "
                                           "simseq's own default for simseq].")] = None,
     fmt: Annotated[str, typer.Option("--format", help="terminal, markdown or latex.")] = "terminal",
@@ -61,15 +63,25 @@ def reproduce(
                                "(repeatable).")] = None,
     fragment: FragmentOption = False,
     names: NamesOption = None,
+    methods: Annotated[list[str] | None, typer.Option(
+        "--method", help="survey only: these methods (repeatable) [default: all its methods; multiloreft is always "
+                         "fitted, it sizes the others].")] = None,
+    mode: Annotated[str | None, typer.Option(
+        "--mode", help="survey only: how removed inputs are fed, zero or mean (the train mean) [default: zero].")]
+    = None,
 ) -> None:
     """Reproduce one of the papers' tables: simulate what it simulates, take the datasets it needs
     that the store holds (ingested), fit every method × seed it needs (reusing stored runs), probe,
-    and print ours beside the paper's numbers."""
+    and print ours beside the paper's numbers (survey: ours only, it reports none)."""
     from mmpipe.evaluate import reproduce as reproduction  # scikit-learn: imported only when used
     from mmpipe.evaluate import reproduce_papers as papers
+    from mmpipe.evaluate import reproduce_survey as survey
     from mmpipe.pipeline.reproduce import fit_table, split_overrides
 
-    spec = papers.table_spec(table)
+    survey_spec = survey.survey_spec(methods, mode) if table == survey.KEY else None
+    if survey_spec is None and (methods or mode is not None):
+        raise UserError("--method and --mode apply to `mmpipe reproduce survey` only")
+    spec = survey_spec.table if survey_spec is not None else papers.table_spec(table)
     if fmt not in REPORT_FORMATS:
         raise UserError(f"unknown --format {fmt!r}; valid: {', '.join(REPORT_FORMATS)}")
     display = latex_options(fmt, fragment, names)
@@ -102,6 +114,11 @@ def reproduce(
     started = time.perf_counter()
     for dataset, config in simulations.items():
         versions[dataset] = run_simulation(store, dataset, config).manifest_version
+    if survey_spec is not None:
+        settings = _survey(store, survey_spec, seeds, versions, max_epochs, jobs, list(overrides or []), started)
+        emit_tables(survey.survey_tables(store, survey_spec, settings), fmt, out_file, table,
+                    file_width=240, fragment=fragment, names=display)
+        return
     with err.status(f"reproducing {table}") as status:
         runs = fit_table(store, spec, list(range(seeds)), versions, max_epochs, progress=status.update, jobs=jobs,
                          overrides=list(overrides or []))
@@ -125,6 +142,19 @@ def reproduce(
             datasets=shown, methods=methods, data_versions=tuple(versions[d] for d in shown)))
         tables += build_report(data, spec.companions)
     emit_tables(tables, fmt, out_file, table, file_width=240, fragment=fragment, names=display)
+
+
+def _survey(store: Any, spec: Any, seeds: int, versions: dict[str, str], max_epochs: int | None, jobs: int,
+            overrides: list[str], started: float) -> Any:
+    """`reproduce survey`'s runs fitted, probed and stressed (`pipeline/reproduce_survey.py`); their settings."""
+    from mmpipe.pipeline.reproduce_survey import run_survey
+
+    with err.status("reproducing survey") as status:
+        outcome = run_survey(store, spec, list(range(seeds)), versions, max_epochs, progress=status.update, jobs=jobs,
+                             overrides=overrides)
+    err.print(f"{sum(len(s.runs) for s in outcome.settings)} runs ({outcome.probed} newly probed, {outcome.stressed} "
+              f"modality stresses newly scored) in {time.perf_counter() - started:.0f} s", markup=False, highlight=False)
+    return outcome.settings
 
 
 def _chosen(spec: Any, datasets: list[str] | None) -> list[str]:
