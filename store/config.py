@@ -1,5 +1,7 @@
-"""Frozen-dataclass configs: `key=value` overrides parsed by field type (never `eval`), JSON
-config files checked with strict value types, and every value checked against the range its
+"""Frozen-dataclass configs: `key=value` overrides parsed by field type (never `eval`), JSON or
+YAML config files (by extension: .yaml/.yml is YAML, anything else JSON) checked with the same
+strict value types (YAML is read with PyYAML's safe loader: a YAML ``1`` is an int, ``1.0`` a float,
+``"1"`` a string, a list a tuple), and every value checked against the range its
 field declares (`mmpipe.store.ranges`) before the config is built.
 
 A refusal is one line naming where the value came from, the field and its valid range, e.g.
@@ -8,8 +10,13 @@ A refusal is one line naming where the value came from, the field and its valid 
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import inspect
+import io
 import json
+import textwrap
+import tokenize
 import types
 import typing
 from collections.abc import Callable
@@ -35,7 +42,7 @@ def option_label(key: str, value: Any) -> str:
 
 
 def file_label(path: str) -> Label:
-    """A field of a JSON config file; values as JSON types (a string quoted, so "0.1" is not 0.1)."""
+    """A field of a JSON or YAML config file; values as JSON types (a string quoted, so "0.1" is not 0.1)."""
     return lambda key, value: f"--config {path}: {key}={show(value)}"
 
 
@@ -132,26 +139,112 @@ def apply_overrides(config: C, overrides: dict[str, Any] | list[str] | tuple[str
         raise UserError(f"{', '.join(labels)}: {error}") from None
 
 
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
 def load_config_file(config: C, path: str) -> C:
-    """Apply a JSON file of ``{field: value}`` on top of ``config``."""
+    """Apply a JSON or YAML (``.yaml``/``.yml``) file of ``{field: value}`` on top of ``config``."""
+    kind = "YAML" if path.lower().endswith(YAML_SUFFIXES) else "JSON"
     try:
         with open(path, encoding="utf-8") as handle:
-            data = json.load(handle)
+            data = _read_yaml(handle, path) if kind == "YAML" else json.load(handle)
     except FileNotFoundError:
         raise UserError(f"config file not found: {path}") from None
     except IsADirectoryError:
-        raise UserError(f"config file {path} is a directory; give a JSON file of field: value") from None
+        raise UserError(f"config file {path} is a directory; give a {kind} file of field: value") from None
     except PermissionError:
         raise UserError(f"config file {path} cannot be read (permission denied)") from None
     except UnicodeDecodeError:
-        raise UserError(f"config file {path} is not UTF-8 text; give a JSON file of field: value") from None
+        raise UserError(f"config file {path} is not UTF-8 text; give a {kind} file of field: value") from None
     except json.JSONDecodeError as err:
         raise UserError(f"config file {path} is not valid JSON: {err}") from None
     except OSError as err:
         raise UserError(f"config file {path} cannot be read: {err.strerror or err}") from None
     if not isinstance(data, dict):
-        raise UserError(f"config file {path} must hold a JSON object of field: value")
+        raise UserError(f"config file {path} must hold a {'YAML mapping' if kind == 'YAML' else 'JSON object'} of "
+                        "field: value")
+    bad_key = next((key for key in data if not isinstance(key, str)), None)
+    if bad_key is not None:
+        raise UserError(f"config file {path}: key {bad_key!r} is not a field name")
     return apply_overrides(config, data, label=file_label(path))
+
+
+# YAML 1.2's floats: PyYAML (YAML 1.1) reads ``1e-3`` (no dot) as a string; as in JSON it is a float
+_YAML_EXPONENT_FLOAT = r"^[-+]?[0-9][0-9_]*[eE][-+]?[0-9]+$"
+
+
+def _read_yaml(handle: typing.TextIO, path: str) -> Any:
+    """One YAML document, safe-loaded (plain data only: no tags that build Python objects). A
+    float that YAML spells ``.nan``/``.inf`` is kept as such and refused by the field's range."""
+    import re
+
+    import yaml  # imported only for a YAML file
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    Loader.add_implicit_resolver("tag:yaml.org,2002:float", re.compile(_YAML_EXPONENT_FLOAT), list("-+0123456789"))
+    try:
+        return yaml.load(handle, Loader=Loader)  # noqa: S506  (a SafeLoader: plain data only)
+    except yaml.YAMLError as err:
+        where = getattr(err, "problem_mark", None)
+        line = f" (line {where.line + 1})" if where is not None else ""
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise UserError(f"config file {path} is not valid YAML{line}: {problem}") from None
+
+
+# The meaning of a knob many configs share, where the field itself carries no comment (one place
+# for what "lr" means; a field's own comment says more and wins).
+SHARED_MEANINGS = {
+    "device": "where to train: auto (a GPU when there is one), cpu, cuda or cuda:N",
+    "lr": "learning rate of the optimiser",
+    "weight_decay": "L2 weight decay of the optimiser",
+    "patience": "epochs without a relative improvement of the validation loss before a stage stops",
+    "min_rel_improvement": "smallest relative drop of the validation loss that counts as an improvement",
+    "min_improvement": "smallest drop of the validation loss that counts as an improvement",
+    "max_epochs": "epoch cap of training",
+    "hidden": "width of the hidden layers",
+    "temperature": "InfoNCE temperature: lower sharpens the softmax over the batch",
+    "standardize": "standardise each input with its train mean and standard deviation first",
+    "activation": "non-linearity of the hidden layers",
+    "dropout": "dropout probability",
+}
+
+
+def field_meanings(cls: type) -> dict[str, str]:
+    """Each field of the config dataclass ``cls`` → what it means: the comment block right above
+    the field and its trailing comment, as written in the class source (a subclass's comment
+    wins); else `SHARED_MEANINGS`; else "". Read from the source, so a comment is one source."""
+    meanings: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            source = textwrap.dedent(inspect.getsource(klass))
+        except (OSError, TypeError):
+            continue
+        lines = source.splitlines()
+        comments = {token.start[0]: token.string.lstrip("#").strip()
+                    for token in tokenize.generate_tokens(io.StringIO(source).readline)
+                    if token.type == tokenize.COMMENT}
+        node = ast.parse(source).body[0]
+        for statement in getattr(node, "body", []):
+            if not (isinstance(statement, ast.AnnAssign) and isinstance(statement.target, ast.Name)):
+                continue
+            above, line = [], statement.lineno - 1
+            while line in comments and lines[line - 1].lstrip().startswith("#"):
+                above.insert(0, comments[line])
+                line -= 1
+            trailing = [comments[n] for n in range(statement.lineno, (statement.end_lineno or statement.lineno) + 1)
+                        if n in comments and not lines[n - 1].lstrip().startswith("#")]
+            meaning = " ".join(above + trailing)
+            if meaning or statement.target.id not in meanings:
+                meanings[statement.target.id] = meaning
+    return {f.name: _joined(SHARED_MEANINGS.get(f.name, ""), meanings.get(f.name, "")) for f in dataclasses.fields(cls)}
+
+
+def _joined(shared: str, own: str) -> str:
+    return f"{shared} ({own})" if shared and own else shared or own
 
 
 def to_dict(config: Any) -> dict[str, Any]:

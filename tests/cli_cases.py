@@ -272,6 +272,7 @@ def cases(store: Path, scratch: Path, run_id: str) -> list[Case]:
     found += _config_cases("demo", demo_base, METHODS.get("multiloreft").Config)
     found += [Case("info", ("info", bad), "", f"info {bad!r}") for bad in ("nope", UNICODE, "")]
     found += [Case("list", ("list", bad), "", f"list {bad!r}") for bad in ("nope", UNICODE, "")]
+    found += [Case("config", ("config", bad), "method", f"config {bad!r}") for bad in ("nope", UNICODE, "")]
     found += [Case("verify", ("verify", bad), "", f"verify {bad!r}") for bad in ("--bogus", "extra")]
 
     # --store (the last one given wins): a file, a folder of other things, nothing at all

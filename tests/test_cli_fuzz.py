@@ -21,7 +21,7 @@ from mmpipe.pipeline.cli import app
 from tests.cli_cases import Case, cases
 
 COMMANDS = ("simulate", "fit", "extract", "ingest", "probe", "query", "report", "plot", "reproduce", "demo", "info",
-            "list", "verify", "store", "stress", "export")
+            "list", "verify", "store", "stress", "export", "config")
 
 
 def _listing(root: Path) -> dict[str, tuple[int, int]]:

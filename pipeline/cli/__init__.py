@@ -4,7 +4,17 @@ imports every layer; `app` holds the commands, `main` runs them.
 
 import signal
 
-from mmpipe.pipeline.cli import data, export, fitting, ingest, reproduce, results, stress, verify  # noqa: F401  (register the commands)
+from mmpipe.pipeline.cli import (  # noqa: F401  (register the commands)
+    config,
+    data,
+    export,
+    fitting,
+    ingest,
+    reproduce,
+    results,
+    stress,
+    verify,
+)
 from mmpipe.pipeline.cli.app import app
 
 

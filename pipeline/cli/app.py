@@ -6,27 +6,34 @@ not a store) print one line on stderr and exit 2 without a traceback; nothing st
 So does an OSError the disk caused (full, read-only, permission denied): one line naming the
 file and the free space. Ctrl-C prints one line and exits 130. Warnings the layers log (e.g.
 "the results DB is locked by PID N; waiting") are printed on stderr as they happen.
+
+Output that goes to a file or another program is as wide as it needs to be (never cut or wrapped
+at rich's 80 columns). Start-up stays fast: this package imports only typer, rich and the light
+parts of `mmpipe.store` at module level; torch, the registries' plug-ins, scikit-learn, pandas and
+zarr are imported inside the commands that use them (`tests/benchmarks/bench_startup.py`).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from typer.core import TyperGroup
 
-from mmpipe.adapters.training import resolve_device
-from mmpipe.evaluate import latex, markdown, terminal
 from mmpipe.evaluate.display_names import DisplayNames
 from mmpipe.store.errors import UserError, disk_error
+from mmpipe.store.provenance import code_version
 from mmpipe.store.ranges import SEED, Between
-from mmpipe.store.root import Store
+
+if TYPE_CHECKING:  # imports torch: only when a command opens the store
+    from mmpipe.store.root import Store
 
 
 class OneLineUsageErrors(TyperGroup):
@@ -61,12 +68,23 @@ app = typer.Typer(
     help="Multimodal representation learning on frozen encoders: cache embeddings once, fit small adapters, "
     "probe every component, report as SQL rows and tables.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
-    rich_markup_mode="rich",
+    rich_markup_mode="rich",  # help texts are rich markup: write a literal "[" as "\\[", a default as show_default
 )
-out = Console()
-err = Console(stderr=True)
+PIPED_WIDTH = 100_000  # columns of output that is not a terminal: wide enough that nothing is cut or wrapped
+
+
+def console(stderr: bool = False) -> Console:
+    """A console for stdout (or stderr): a terminal's own width, and `PIPED_WIDTH` columns when
+    the stream is a file or a pipe, where rich would otherwise cut tables and wrap lines at 80."""
+    stream = sys.stderr if stderr else sys.stdout
+    piped = not (hasattr(stream, "isatty") and stream.isatty())
+    return Console(stderr=stderr, width=PIPED_WIDTH if piped else None)
+
+
+out = console()
+err = console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -119,14 +137,24 @@ def user_errors(command: F) -> F:
 
 
 def store_of(ctx: typer.Context, *, create: bool = False) -> Store:
+    from mmpipe.store.root import Store
+
     return Store.open(ctx.obj.store_path, create=create)
 
 
-@app.callback()
+def _print_version(given: bool) -> None:
+    if given:
+        typer.echo(f"mmpipe {code_version()}")
+        raise typer.Exit()
+
+
+@app.callback(epilog="Example: mmpipe --store runs/store list methods")
 def main_options(
     ctx: typer.Context,
-    store: Annotated[Path | None, typer.Option("--store", envvar="MMPIPE_STORE",
-                                                help="Store directory (default ./mmpipe-store).")] = None,
+    store: Annotated[Path | None, typer.Option("--store", envvar="MMPIPE_STORE", show_default="./mmpipe-store",
+                                                help="Store directory.")] = None,
+    show_version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                           help="Print mmpipe's version and exit.")] = False,
 ) -> None:
     ctx.obj = State(store_path=store)
 
@@ -174,6 +202,8 @@ def emit_tables(tables: list, fmt: str, out_file: Path | None, what: str, file_w
                 fragment: bool = False, names: DisplayNames | None = None) -> None:
     """Render tables as ``fmt`` to stdout, or to ``out_file`` (then say so on stderr); LaTeX as a
     document, or the tables alone with ``fragment``."""
+    from mmpipe.evaluate import latex, markdown, terminal
+
     if fmt == "terminal":
         if out_file is None:
             for group in terminal.render_document(tables):
@@ -234,6 +264,8 @@ def check_option(option: str, value: int, valid: Between) -> None:
 def check_device_of(config: Any) -> None:
     """The config's device exists on this machine (``cuda:7`` without that GPU is refused), checked
     before any data is loaded or anything written; a config without a device trains nothing."""
+    from mmpipe.adapters.training import resolve_device
+
     device = getattr(config, "device", None)
     if device is not None:
         resolve_device(device)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from mmpipe.adapters import METHODS
 from mmpipe.pipeline.cli.app import (
     app,
     check_device_of,
@@ -18,30 +19,34 @@ from mmpipe.pipeline.cli.app import (
     store_of,
     user_errors,
 )
-from mmpipe.pipeline.cli.ingest import ingested_table
-from mmpipe.pipeline.datasets import DATASETS, Simulation
-from mmpipe.pipeline.encoders import ENCODERS
-from mmpipe.pipeline.extract import ExtractOptions, ExtractResult
-from mmpipe.pipeline.extract import extract as run_extraction
-from mmpipe.pipeline.simulate import simulate as run_simulation
+from mmpipe.pipeline.cli.catalog import PACKAGES, plugins
 from mmpipe.store.config import apply_overrides, option_label
-from mmpipe.store.damage import Damaged, DamagedError
 from mmpipe.store.errors import UserError, human_size
-from mmpipe.store.verify import missing_manifests
+
+if TYPE_CHECKING:  # torch and the plug-ins: imported inside the commands that use them
+    from mmpipe.pipeline.extract import ExtractResult
+    from mmpipe.store.damage import Damaged
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON (stable keys) instead of tables.")]
 
 
-@app.command()
+@app.command(epilog="Example: mmpipe simulate sim1 --n 2000 --seed 1")
 @user_errors
 def simulate(
     ctx: typer.Context,
     dataset: Annotated[str, typer.Argument(help="Simulation to generate: sim1, sim2 or simseq.")],
-    n: Annotated[int | None, typer.Option(help="Number of samples [default: the simulation's, 10000 for sim1/sim2].")] = None,
-    seed: Annotated[int | None, typer.Option(help="Random seed for latents, projections and splits [default: 0].")] = None,
+    n: Annotated[int | None, typer.Option(help="Number of samples.",
+                                          show_default="the simulation's, 10000 for sim1/sim2")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed for latents, projections and splits.",
+                                             show_default="0")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Any config field, key=value (repeatable).")] = None,
     dtype: Annotated[str, typer.Option(help="Stored dtype: float32 or float16.")] = "float32",
 ) -> None:
     """Generate a simulation into the store: Simulation I or II (MultiLoReFT paper, Appendix A.1), or simseq
     (three modalities of sequences with known shared, pairwise and specific factors). Same config again = no work."""
+    from mmpipe.pipeline.datasets import DATASETS, Simulation
+    from mmpipe.pipeline.simulate import simulate as run_simulation
+
     dataset_cls = DATASETS.get(dataset)
     if not issubclass(dataset_cls, Simulation):
         simulations = ", ".join(n for n in DATASETS.names() if issubclass(DATASETS.get(n), Simulation))
@@ -61,46 +66,54 @@ def simulate(
     out.print(f"{dataset} manifest {result.manifest_version} in {store.root}", markup=False, highlight=False)
 
 
-REGISTRIES = {"datasets": DATASETS, "encoders": ENCODERS, "methods": METHODS}
-
-
-@app.command("list")
+@app.command("list", epilog="Example: mmpipe list methods --json")
 @user_errors
 def list_(
-    what: Annotated[str | None, typer.Argument(help="datasets, encoders or methods [default: all three].")] = None,
+    what: Annotated[str | None, typer.Argument(help="datasets, encoders or methods.", show_default="all three")] = None,
+    as_json: JsonOption = False,
 ) -> None:
-    """List the registered datasets, encoders and adapter methods."""
-    if what is not None and what not in REGISTRIES:
-        raise UserError(f"cannot list {what!r}; valid: {', '.join(REGISTRIES)}")
-    for kind in [what] if what else list(REGISTRIES):
-        registry = REGISTRIES[kind]
+    """List the registered datasets, encoders and adapter methods.
+
+    JSON: {"datasets": [{"name", "description"}, ...], "encoders": [...], "methods": [...]}."""
+    if what is not None and what not in PACKAGES:
+        raise UserError(f"cannot list {what!r}; valid: {', '.join(PACKAGES)}")
+    kinds = [what] if what else list(PACKAGES)
+    listed = {kind: plugins(kind) for kind in kinds}
+    if as_json:
+        typer.echo(json.dumps({kind: [{"name": p.name, "description": p.description} for p in found]
+                               for kind, found in listed.items()}, indent=1, ensure_ascii=False))
+        return
+    for kind, found in listed.items():
         table = Table(title=kind, title_justify="left", show_header=False, box=None)
-        for name in registry.names():
-            item = registry.get(name)
-            table.add_row(name, getattr(item, "description", ""))
-        if not len(registry):
+        for plugin in found:
+            table.add_row(Text(plugin.name), Text(plugin.description))
+        if not found:
             table.add_row("(none registered yet)")
         out.print(table)
 
 
-@app.command()
+@app.command(epilog="Example: mmpipe info sim1 --json")
 @user_errors
 def info(
     ctx: typer.Context,
     dataset: Annotated[str | None, typer.Argument(help="Only this dataset's manifests and features.")] = None,
+    as_json: JsonOption = False,
 ) -> None:
     """What the store holds: manifests, feature entries, shapes, dtypes, fingerprints, sizes.
 
     A damaged entry is skipped and named on stderr (exit 0 all the same: `mmpipe verify` checks
-    the store and exits 1 on damage)."""
+    the store and exits 1 on damage). JSON: {"store", "manifests", "features", "runs"}, one object
+    per row of the tables."""
+    from mmpipe.pipeline.cli.ingest import ingested_table
+    from mmpipe.store.damage import DamagedError
+    from mmpipe.store.verify import missing_manifests
+
     store = store_of(ctx)
     datasets = store.datasets()
     if dataset is not None and dataset not in datasets:
         raise UserError(f"the store holds nothing for {dataset!r}; datasets in store: {', '.join(datasets) or 'none'}")
     skipped: list[Damaged] = []
-    manifests = Table(title=f"manifests in {store.root}", title_justify="left")
-    for column in ("dataset", "version", "rows", "train/val/test", "labels", "split protocol"):
-        manifests.add_column(column)
+    manifests = []
     for name in [dataset] if dataset else datasets:
         for version in store.manifest_versions(name):
             try:
@@ -109,42 +122,67 @@ def info(
                 skipped.append(error.damaged)
                 continue
             counts = manifest.table["split"].value_counts()
-            splits = "/".join(str(counts.get(s, 0)) for s in ("train", "val", "test"))
-            labels = " ".join(f"{s.name}:{s.owner}" for s in manifest.labels)
-            manifests.add_row(name, version, str(len(manifest)), splits, labels, manifest.split_protocol)
-    out.print(manifests)
-    features = Table(title="feature entries", title_justify="left")
-    for column in ("name", "fingerprint", "shape", "dtype", "missing", "on disk", "created"):
-        features.add_column(column)
+            manifests.append({"dataset": name, "version": version, "rows": len(manifest),
+                              "splits": {s: int(counts.get(s, 0)) for s in ("train", "val", "test")},
+                              "labels": [{"name": s.name, "owner": s.owner} for s in manifest.labels],
+                              "split_protocol": manifest.split_protocol})
     listing = store.scan_features()
     skipped += [d for d in listing.damaged if dataset is None or d.path.parent.name.startswith(f"{dataset}.")]
-    for entry in listing.entries:
-        if dataset is not None and entry.meta.get("dataset") != dataset:
-            continue
-        features.add_row(entry.name, entry.fingerprint[:12], " × ".join(map(str, entry.shape)), entry.meta["dtype"],
-                         str(entry.meta.get("n_missing", 0)), human_size(entry.disk_bytes()), entry.meta.get("created_at", ""))
-    out.print(features)
-    # ingested entries (`mmpipe ingest`): source file, sha256 check, padding rule, non-finite handling
-    ingested = ingested_table(e for e in listing.entries if dataset is None or e.meta.get("dataset") == dataset)
-    if ingested is not None:
-        out.print(ingested)
+    entries = [e for e in listing.entries if dataset is None or e.meta.get("dataset") == dataset]
+    features = [{"name": e.name, "fingerprint": e.fingerprint, "shape": list(e.shape), "dtype": e.meta["dtype"],
+                 "missing": int(e.meta.get("n_missing", 0)), "bytes": e.disk_bytes(),
+                 "created": e.meta.get("created_at", "")} for e in entries]
     run_listing = store.scan_runs()
     skipped += run_listing.damaged  # a damaged run may not say its dataset: always named
-    runs = [r for r in run_listing.entries if dataset is None or r.record.dataset == dataset]
+    runs = [{"run": r.run_id, "dataset": r.record.dataset, "inputs": dict(r.record.inputs), "seed": r.record.seed,
+             "ablation": r.record.ablation or "", "ranks": {k: v["final"] for k, v in (r.record.ranks or {}).items()},
+             "seconds": r.record.seconds}
+            for r in run_listing.entries if dataset is None or r.record.dataset == dataset]
+    skipped += missing_manifests(store, listing.entries, run_listing.entries)
+    if as_json:
+        typer.echo(json.dumps({"store": str(store.root), "manifests": manifests, "features": features, "runs": runs},
+                              indent=1, ensure_ascii=False, default=str))
+    else:
+        _info_tables(store.root, manifests, features, runs)
+        # ingested entries (`mmpipe ingest`): source file, sha256 check, padding rule, non-finite handling
+        ingested = ingested_table(entries)
+        if ingested is not None:
+            out.print(ingested)
+    for damaged in skipped:
+        err.print(damaged.skipped(), markup=False, highlight=False, soft_wrap=True)
+
+
+def _cells(*values: Any) -> list[Text]:
+    """Table cells shown verbatim (a name or value in brackets is not rich markup)."""
+    return [Text(str(v)) for v in values]
+
+
+def _info_tables(root: Path, manifests: list[dict], features: list[dict], runs: list[dict]) -> None:
+    out.print(Text(f"manifests in {root}", style="italic"), soft_wrap=True)  # the path whole, whatever its length
+    table = Table()
+    for column in ("dataset", "version", "rows", "train/val/test", "labels", "split protocol"):
+        table.add_column(column)
+    for m in manifests:
+        table.add_row(*_cells(m["dataset"], m["version"], m["rows"], "/".join(str(n) for n in m["splits"].values()),
+                              " ".join(f"{s['name']}:{s['owner']}" for s in m["labels"]), m["split_protocol"]))
+    out.print(table)
+    table = Table(title="feature entries", title_justify="left")
+    for column in ("name", "fingerprint", "shape", "dtype", "missing", "on disk", "created"):
+        table.add_column(column)
+    for f in features:
+        table.add_row(*_cells(f["name"], f["fingerprint"][:12], " × ".join(map(str, f["shape"])), f["dtype"],
+                              f["missing"], human_size(f["bytes"]), f["created"]))
+    out.print(table)
     if runs:
         table = Table(title="adapter runs", title_justify="left")
         table.add_column("run", no_wrap=True, min_width=24)
         for column in ("dataset", "inputs", "seed", "ablation", "ranks", "seconds"):
             table.add_column(column)
-        for run in runs:
-            record = run.record
-            ranks = " ".join(f"{k}:{v['final']}" for k, v in (record.ranks or {}).items())
-            table.add_row(run.run_id, record.dataset, " + ".join(record.inputs.values()), str(record.seed),
-                          record.ablation or "", ranks, f"{record.seconds:.1f}")
+        for r in runs:
+            table.add_row(*_cells(r["run"], r["dataset"], " + ".join(r["inputs"].values()), r["seed"], r["ablation"],
+                                  " ".join(f"{k}:{v}" for k, v in r["ranks"].items()), f"{r['seconds']:.1f}"))
         out.print(table)
-    skipped += missing_manifests(store, listing.entries, run_listing.entries)
-    for damaged in skipped:
-        err.print(damaged.skipped(), markup=False, highlight=False, soft_wrap=True)
+
 
 ENGINE_KEYS = ("modality", "max_steps")  # --set keys of the extraction itself
 
@@ -187,15 +225,15 @@ def _engine_label(key: str, value: str) -> str:
     return option_label("workers" if key == "num_workers" else key, value)
 
 
-@app.command()
+@app.command(epilog="Example: mmpipe extract cremad --encoder wavlm --data-dir data/CREMA-D --set modality=audio")
 @user_errors
 def extract(
     ctx: typer.Context,
     dataset: Annotated[str, typer.Argument(help="Dataset to read (see `mmpipe list datasets`).")],
     encoder: Annotated[str, typer.Option("--encoder", help="Encoder to run (see `mmpipe list encoders`).")],
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where the dataset's files are.")] = None,
-    weights: Annotated[Path | None, typer.Option("--weights", help="Local checkpoint directory or file "
-                                                 "[default: the hub id / torchvision weights].")] = None,
+    weights: Annotated[Path | None, typer.Option("--weights", help="Local checkpoint directory or file.",
+                                                 show_default="the hub id / torchvision weights")] = None,
     layers: Annotated[str | None, typer.Option("--layers", help="Hidden layers to store as extra arrays, e.g. 4,8.")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Clips per forward pass.")] = 16,
     workers: Annotated[int, typer.Option("--workers", help="Decoding worker processes (0: decode in-process).")] = 2,
@@ -208,14 +246,19 @@ def extract(
                                            "--set max_steps=N.")] = False,
     engine: Annotated[str, typer.Option("--engine", help="local, or ray (pip install \"mmpipe[ray]\").")] = "local",
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="Join this Ray cluster (with --engine "
-                                                    "ray) [default: start a local one].")] = None,
+                                                    "ray).", show_default="start a local one")] = None,
     allow_failures: Annotated[bool, typer.Option("--allow-failures", help="Exit 0 even if some media failed.")] = False,
     name: Annotated[str | None, typer.Option("--name", help="The dataset's name in the store, for a custom dataset "
-                                             "(hf, folder) [default: its registry name].")] = None,
+                                             "(hf, folder).", show_default="its registry name")] = None,
     chunk_rows: Annotated[int | None, typer.Option("--chunk-rows", hidden=True,
                                                    help="Rows per stored chunk (resume granularity).")] = None,
 ) -> None:
     """Run a frozen encoder over a dataset into the store: batched, resumable, failures recorded."""
+    from mmpipe.pipeline.datasets import DATASETS, Simulation
+    from mmpipe.pipeline.encoders import ENCODERS
+    from mmpipe.pipeline.extract import ExtractOptions
+    from mmpipe.pipeline.extract import extract as run_extraction
+
     dataset_cls = DATASETS.get(dataset)
     encoder_cls = ENCODERS.get(encoder)
     if issubclass(dataset_cls, Simulation):

@@ -9,11 +9,10 @@ from typing import Annotated
 import typer
 
 from mmpipe.pipeline.cli.app import app, err, out, store_of, user_errors
-from mmpipe.pipeline.export import FORMATS, check_out, collect, write
 from mmpipe.store.errors import UserError
 
 
-@app.command()
+@app.command(epilog="Example: mmpipe export multiloreft-1a2b3c --format parquet --out z_sim1")
 @user_errors
 def export(
     ctx: typer.Context,
@@ -26,9 +25,9 @@ def export(
                                                     "several entries share (a fingerprint prefix).")] = None,
 ) -> None:
     """Write a run's components or a feature entry, with sample_id, split, group, labels and valid, per split
-    (train/validation/test). Never writes into a non-empty --out.
+    (train/validation/test). Never writes into a non-empty --out."""
+    from mmpipe.pipeline.export import FORMATS, check_out, collect, write
 
-    Example: mmpipe export multiloreft-1a2b3c --format parquet --out z_sim1"""
     if fmt not in FORMATS:
         raise UserError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     check_out(out_dir)

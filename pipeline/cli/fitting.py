@@ -4,16 +4,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from mmpipe.adapters import METHODS
-from mmpipe.adapters.data import resolve_version
-from mmpipe.adapters.training import check_minibatch
-from mmpipe.evaluate import latex, terminal
-from mmpipe.evaluate.paper_comparison import paper_comparison_table
-from mmpipe.evaluate.report import ReportFilters, build_report, load_report_data
 from mmpipe.pipeline.cli.app import (
     app,
     check_device_of,
@@ -25,14 +19,12 @@ from mmpipe.pipeline.cli.app import (
     store_of,
     user_errors,
 )
-from mmpipe.pipeline.datasets import DATASETS
-from mmpipe.pipeline.datasets.splits import split_counts
-from mmpipe.pipeline.defaults import default_config
-from mmpipe.pipeline.fit import FitOutcome, fit_runs
-from mmpipe.pipeline.simulate import simulate as run_simulation
 from mmpipe.store.config import apply_overrides, load_config_file, option_label
 from mmpipe.store.errors import UserError
-from mmpipe.store.root import Store
+
+if TYPE_CHECKING:  # torch and the adapters: imported inside the commands that use them
+    from mmpipe.pipeline.fit import FitOutcome
+    from mmpipe.store.root import Store
 
 
 def _report_fit(outcome: FitOutcome) -> None:
@@ -50,6 +42,8 @@ def _report_fit(outcome: FitOutcome) -> None:
 def _fit_with_progress(store: Store, method: str, dataset: str, inputs: dict[str, str | None], config: Any,
                        seeds: list[int], data_version: str | None, jobs: int,
                        pooling: str | None = None) -> list[FitOutcome]:
+    from mmpipe.pipeline.fit import fit_runs
+
     chosen = " + ".join(f"{m}={f}" if f else m for m, f in inputs.items())
     what = f"fitting {method} on {dataset} ({chosen}), seeds {','.join(map(str, seeds))}"
     with err.status(what + (f" in {jobs} processes" if jobs > 1 else "")) as status:
@@ -77,6 +71,8 @@ def fit_inputs(store: Store, dataset: str, given: list[str], m1: str | None, m2:
                 raise UserError(f"--input names {modality} twice")
             inputs[modality] = feature or None
         return inputs
+    from mmpipe.adapters.data import resolve_version
+
     modalities = resolve_version(store, dataset, data_version).modality_names
     if m1 or m2:
         if len(modalities) < 2:
@@ -85,7 +81,7 @@ def fit_inputs(store: Store, dataset: str, given: list[str], m1: str | None, m2:
     return dict.fromkeys(modalities)
 
 
-@app.command()
+@app.command(epilog="Example: mmpipe fit multiloreft --dataset sim1 --seeds 0,1 --jobs 2 --set lr=0.005")
 @user_errors
 def fit(
     ctx: typer.Context,
@@ -93,16 +89,18 @@ def fit(
     dataset: Annotated[str, typer.Option("--dataset", help="Dataset whose cached features to train on.")],
     inputs: Annotated[list[str] | None, typer.Option(
         "--input", help="MODALITY=FEATURE (or MODALITY: its only feature), repeatable; the order is the order "
-        "the method sees (default: every modality of the dataset).")] = None,
+        "the method sees.", show_default="every modality of the dataset")] = None,
     m1: Annotated[str | None, typer.Option("--m1", help="Short form: the feature of the dataset's first modality.")] = None,
     m2: Annotated[str | None, typer.Option("--m2", help="Short form: the feature of the dataset's second modality.")] = None,
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds, one run each.")] = "0,1,2,3",
-    config_file: Annotated[Path | None, typer.Option("--config", help="JSON file of config fields.")] = None,
+    config_file: Annotated[Path | None, typer.Option("--config", help="JSON or YAML (.yaml, .yml) file of config "
+                                                     "fields (see `mmpipe config METHOD`).")] = None,
     overrides: Annotated[list[str] | None, typer.Option("--set", help="Config field, key=value (repeatable).")] = None,
     data_version: Annotated[str | None, typer.Option(help="Manifest version, when the store holds several.")] = None,
     jobs: Annotated[int, typer.Option(help="Seeds fitted in parallel worker processes.")] = 1,
     pooling: Annotated[str | None, typer.Option(
-        "--pool", help="Pool sequence features for a pooled-input method: mean (over valid steps) or last [default: mean].")] = None,
+        "--pool", help="Pool sequence features for a pooled-input method: mean (over valid steps) or last.",
+        show_default="mean")] = None,
     tensorboard: Annotated[Path | None, typer.Option(
         "--tensorboard", help="Also write each run's training curves as a TensorBoard log under DIR/<run id> "
         "(needs the tensorboard package).")] = None,
@@ -110,6 +108,9 @@ def fit(
     """Train an adapter on cached features, one run per seed. Same config and seed again = no work.
 
     The method's defaults for the dataset (pipeline/defaults.py) apply unless --config or --set give the field."""
+    from mmpipe.adapters import METHODS
+    from mmpipe.pipeline.defaults import default_config
+
     if tensorboard is not None:
         from mmpipe.pipeline.tensorboard import check_tensorboard
 
@@ -135,7 +136,7 @@ def fit(
                       "records no training curves)"), markup=False, highlight=False, soft_wrap=True)
 
 
-@app.command()
+@app.command(epilog="Example: mmpipe demo --seeds 0,1 --n 2000 --out demo")
 @user_errors
 def demo(
     ctx: typer.Context,
@@ -146,9 +147,18 @@ def demo(
     overrides: Annotated[list[str] | None, typer.Option("--set", help="MultiLoReFT config field, key=value.")] = None,
 ) -> None:
     """The main job on the embedded default: Simulation I → MultiLoReFT (4 seeds) → probes → tables and plots."""
+    from mmpipe.adapters import METHODS
+    from mmpipe.adapters.training import check_minibatch
+    from mmpipe.evaluate import latex, terminal
+    from mmpipe.evaluate.paper_comparison import paper_comparison_table
     from mmpipe.evaluate.plots import plot_run  # scikit-learn and matplotlib: imported only when used
     from mmpipe.evaluate.probes import probe_runs
+    from mmpipe.evaluate.report import ReportFilters, build_report, load_report_data
     from mmpipe.evaluate.results import save_probes, variant_of
+    from mmpipe.pipeline.datasets import DATASETS
+    from mmpipe.pipeline.datasets.splits import split_counts
+    from mmpipe.pipeline.defaults import default_config
+    from mmpipe.pipeline.simulate import simulate as run_simulation
 
     seed_list = parse_seeds(seeds)
     check_jobs(jobs)

@@ -6,19 +6,20 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from mmpipe.pipeline.cli.app import app, err, out, user_errors
-from mmpipe.pipeline.datasets import DATASETS, Simulation
-from mmpipe.pipeline.datasets.affect import AffectDataset, AffectSource
-from mmpipe.pipeline.ingest import IngestOptions, IngestResult, ValueCounts, ingest, ingestible, plan_ingest
 from mmpipe.store.config import apply_overrides, option_label
 from mmpipe.store.errors import UserError
-from mmpipe.store.features import FeatureEntry
-from mmpipe.store.root import MARKER, Store, default_root, looks_like_store
+
+if TYPE_CHECKING:  # torch, numpy and the datasets: imported when a command runs
+    from mmpipe.pipeline.datasets.affect import AffectSource
+    from mmpipe.pipeline.ingest import IngestResult
+    from mmpipe.store.features import FeatureEntry
+    from mmpipe.store.root import Store
 
 SPLIT_ORDER = ("train", "val", "test")
 
@@ -46,6 +47,8 @@ def _existing_store(path: Path | None) -> Store | None:
     """The store at ``path`` if there is one; None where one would be created (nothing there yet,
     or an empty folder), so a refused file creates no store. Anything else is refused by
     `Store.open` (a file, a folder of other things)."""
+    from mmpipe.store.root import MARKER, Store, default_root, looks_like_store
+
     root = Path(path) if path is not None else default_root()
     if not root.exists() or (root.is_dir() and not (root / MARKER).exists() and not looks_like_store(root)
                              and not any(root.iterdir())):
@@ -53,7 +56,7 @@ def _existing_store(path: Path | None) -> Store | None:
     return Store.open(root)
 
 
-@app.command("ingest")
+@app.command("ingest", epilog="Example: mmpipe ingest mosi --data-dir data/MultiBench --set nonfinite=zero")
 @user_errors
 def ingest_command(
     ctx: typer.Context,
@@ -69,6 +72,11 @@ def ingest_command(
 ) -> None:
     """Ingest a dataset's public feature pickle: one sequence entry per modality (true lengths,
     official splits, labels, provenance). Same file and options again = no work."""
+    from mmpipe.pipeline.datasets import DATASETS, Simulation
+    from mmpipe.pipeline.datasets.affect import AffectDataset
+    from mmpipe.pipeline.ingest import IngestOptions, ingest, ingestible, plan_ingest
+    from mmpipe.store.root import Store, default_root
+
     dataset_cls = DATASETS.get(dataset)
     if not issubclass(dataset_cls, AffectDataset):
         command = "simulate" if issubclass(dataset_cls, Simulation) else "extract"
@@ -130,6 +138,8 @@ def _say_entries(result: IngestResult) -> None:
 def nonfinite_summary(record: dict[str, Any], dtype: str) -> str:
     """``none (policy zero)``, or ``150 values stored as 0 (--set nonfinite=zero): train 149
     non-finite values (-inf 149) in 2 rows; test 1 non-finite value (NaN 1) in 1 row``."""
+    from mmpipe.pipeline.ingest import ValueCounts
+
     section = record.get("nonfinite", {})
     if not section.get("total"):
         return f"none (policy {section.get('policy', '?')})"

@@ -10,8 +10,6 @@ from typing import Annotated, Any
 
 import typer
 
-from mmpipe.adapters.registry import METHODS
-from mmpipe.evaluate.report import ReportFilters, build_report, load_report_data
 from mmpipe.pipeline.cli.app import (
     REPORT_FORMATS,
     FragmentOption,
@@ -27,33 +25,29 @@ from mmpipe.pipeline.cli.app import (
     store_of,
     user_errors,
 )
-from mmpipe.pipeline.datasets import DATASETS, Simulation
-from mmpipe.pipeline.datasets.splits import split_counts
-from mmpipe.pipeline.defaults import default_config
-from mmpipe.pipeline.simulate import simulate as run_simulation
 from mmpipe.store.config import apply_overrides, option_label
 from mmpipe.store.errors import UserError
 from mmpipe.store.ranges import EPOCHS, MAX_ROWS
 
 
-@app.command()
+@app.command(epilog="Example: mmpipe reproduce table1 --seeds 2 --n 2000 --max-epochs 5")
 @user_errors
 def reproduce(
     ctx: typer.Context,
     table: Annotated[str, typer.Argument(help="table1, table3a, table4, table5, table6, table7 (MultiLoReFT), "
                                               "s3-table1, s3-table2 (S3), dlf-table1, dlf-table2 (DLF), or survey (the fusion "
                                               "survey's Experiments 1–3).")],
-    seeds: Annotated[int | None, typer.Option("--seeds", help="Number of seeds (0..N-1), one run each "
-                                              "[default: the paper's: 4 MultiLoReFT, 3 S3 and DLF; 3 survey].")] = None,
-    n: Annotated[int | None, typer.Option("--n", help="Samples per simulation [default: 10,000 for Sim I/II, "
-                                          "simseq's own default for simseq].")] = None,
+    seeds: Annotated[int | None, typer.Option("--seeds", help="Number of seeds (0..N-1), one run each.",
+                                              show_default="the paper's: 4 MultiLoReFT, 3 S3 and DLF; 3 survey")] = None,
+    n: Annotated[int | None, typer.Option("--n", help="Samples per simulation.",
+                                          show_default="10,000 for Sim I/II, simseq's own for simseq")] = None,
     fmt: Annotated[str, typer.Option("--format", help="terminal, markdown or latex.")] = "terminal",
     out_file: Annotated[Path | None, typer.Option("--out", help="Write the table to this file.")] = None,
     max_epochs: Annotated[int | None, typer.Option("--max-epochs", help="Cap every epoch limit (a quick look; "
                                                    "the paper's tables use the defaults).")] = None,
     jobs: Annotated[int, typer.Option(help="Seeds fitted in parallel worker processes.")] = 2,
     datasets: Annotated[list[str] | None, typer.Option(
-        "--dataset", help="Only these of the table's datasets (repeatable) [default: all it has].")] = None,
+        "--dataset", help="Only these of the table's datasets (repeatable).", show_default="all it has")] = None,
     overrides: Annotated[list[str] | None, typer.Option(
         "--set", help="Config field, key=value, for every fitted method that has it (a quick look; "
                       "repeatable).")] = None,
@@ -64,11 +58,11 @@ def reproduce(
     fragment: FragmentOption = False,
     names: NamesOption = None,
     methods: Annotated[list[str] | None, typer.Option(
-        "--method", help="survey only: these methods (repeatable) [default: all its methods; multiloreft is always "
-                         "fitted, it sizes the others].")] = None,
+        "--method", help="survey only: these methods (repeatable); multiloreft is always fitted, it sizes the "
+                         "others.", show_default="all its methods")] = None,
     mode: Annotated[str | None, typer.Option(
-        "--mode", help="survey only: how removed inputs are fed, zero or mean (the train mean) [default: zero].")]
-    = None,
+        "--mode", help="survey only: how removed inputs are fed, zero or mean (the train mean).",
+        show_default="zero")] = None,
 ) -> None:
     """Reproduce one of the papers' tables: simulate what it simulates, take the datasets it needs
     that the store holds (ingested), fit every method × seed it needs (reusing stored runs), probe,
@@ -76,7 +70,10 @@ def reproduce(
     from mmpipe.evaluate import reproduce as reproduction  # scikit-learn: imported only when used
     from mmpipe.evaluate import reproduce_papers as papers
     from mmpipe.evaluate import reproduce_survey as survey
+    from mmpipe.evaluate.report import ReportFilters, build_report, load_report_data
+    from mmpipe.pipeline.datasets import DATASETS, Simulation
     from mmpipe.pipeline.reproduce import fit_table, split_overrides
+    from mmpipe.pipeline.simulate import simulate as run_simulation
 
     survey_spec = survey.survey_spec(methods, mode) if table == survey.KEY else None
     if survey_spec is None and (methods or mode is not None):
@@ -170,6 +167,8 @@ def _chosen(spec: Any, datasets: list[str] | None) -> list[str]:
 def _version_prefixes(chosen: list[str], items: list[str]) -> dict[str, str]:
     """``--data-version DATASET=VERSION`` items as dataset → version prefix, each for an ingested
     dataset of the table (a simulation's version is the one its config makes)."""
+    from mmpipe.pipeline.datasets import DATASETS, Simulation
+
     prefixes = {}
     for item in items:
         dataset, sep, prefix = (part.strip() for part in item.partition("="))
@@ -187,6 +186,10 @@ def _simulation(spec: Any, dataset: str, n: int | None, overrides: list[str]) ->
     """The simulation config of ``--n`` (default: the table's, else the simulation's own), refused
     (one line, before any work) when its train split is smaller than the minibatch of a method the
     table fits."""
+    from mmpipe.adapters.registry import METHODS
+    from mmpipe.pipeline.datasets import DATASETS
+    from mmpipe.pipeline.datasets.splits import split_counts
+    from mmpipe.pipeline.defaults import default_config
     from mmpipe.pipeline.reproduce import split_overrides
 
     config = DATASETS.get(dataset).Config()

@@ -7,9 +7,8 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
-from mmpipe.evaluate.report import TABLE_KINDS, ReportFilters, build_report, load_report_data
-from mmpipe.evaluate.results import query as run_query
 from mmpipe.pipeline.cli.app import (
     REPORT_FORMATS,
     FragmentOption,
@@ -29,7 +28,7 @@ from mmpipe.store.damage import DamagedError, Listing
 from mmpipe.store.errors import UserError
 
 
-@app.command()
+@app.command(epilog="Example: mmpipe probe --all --k-shot 5")
 @user_errors
 def probe(
     ctx: typer.Context,
@@ -99,7 +98,7 @@ def probe(
 QUERY_FORMATS = ("table", "csv", "json")
 
 
-@app.command()
+@app.command(epilog="Example: mmpipe query \"SELECT method, variant, label, component, mean FROM probe_summary\" --format csv")
 @user_errors
 def query(
     ctx: typer.Context,
@@ -113,6 +112,8 @@ def query(
     import json
     import sys
 
+    from mmpipe.evaluate.results import query as run_query
+
     if fmt not in QUERY_FORMATS:
         raise UserError(f"unknown --format {fmt!r}; valid: {', '.join(QUERY_FORMATS)}")
     result = run_query(store_of(ctx).results_db, sql)
@@ -123,13 +124,16 @@ def query(
     elif fmt == "json":
         typer.echo(json.dumps([dict(zip(result.columns, row, strict=True)) for row in result.rows], default=str, indent=1))
     else:
-        table = Table(*result.columns)
+        table = Table()
+        for column in result.columns:
+            table.add_column(Text(column))
         for row in result.rows:
-            table.add_row(*["" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v) for v in row])
+            # Text cells: a value is shown verbatim, never read as rich markup ("multiloreft [prune=False]")
+            table.add_row(*[Text("" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v)) for v in row])
         out.print(table)
 
 
-@app.command()
+@app.command(epilog="Example: mmpipe report --format latex --fragment --out tables.tex")
 @user_errors
 def report(
     ctx: typer.Context,
@@ -138,13 +142,17 @@ def report(
     dataset: Annotated[list[str] | None, typer.Option(help="Only these datasets (repeatable).")] = None,
     method: Annotated[list[str] | None, typer.Option(help="Only these methods (repeatable).")] = None,
     label: Annotated[list[str] | None, typer.Option(help="Only these labels (repeatable).")] = None,
-    table: Annotated[list[str] | None, typer.Option(help=f"Only these tables: {', '.join(TABLE_KINDS)}.")] = None,
+    table: Annotated[list[str] | None, typer.Option(
+        help="Only these tables (repeatable): decoupling, fusion, ranks, ... (an unknown name is refused with the "
+        "valid ones).", show_default="all")] = None,
     data_version: Annotated[list[str] | None, typer.Option(
         help="Only runs on these manifest versions (prefixes), when a dataset has several.")] = None,
     fragment: FragmentOption = False,
     names: NamesOption = None,
 ) -> None:
     """Paper-style tables (decoupling, fusion, learned ranks, ablations) from the results DB."""
+    from mmpipe.evaluate.report import TABLE_KINDS, ReportFilters, build_report, load_report_data
+
     if fmt not in REPORT_FORMATS:
         raise UserError(f"unknown --format {fmt!r}; valid: {', '.join(REPORT_FORMATS)}")
     display = latex_options(fmt, fragment, names)
@@ -157,7 +165,7 @@ def report(
     emit_tables(tables, fmt, out_file, f"{len(tables)} table(s)", file_width=200, fragment=fragment, names=display)
 
 
-@app.command()
+@app.command(epilog="Example: mmpipe plot multiloreft-1a2b3c --curves --format pdf")
 @user_errors
 def plot(
     ctx: typer.Context,

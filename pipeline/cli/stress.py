@@ -27,7 +27,7 @@ def parse_rates(text: str) -> tuple[float, ...]:
     return check_rates(rates)
 
 
-@app.command()
+@app.command(epilog="Example: mmpipe stress multiloreft --dataset sim1 --modality m1 --mode noise --noise-std 0.5")
 @user_errors
 def stress(
     ctx: typer.Context,

@@ -9,19 +9,21 @@ and the line says which command rebuilds it.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from mmpipe.pipeline.cli.app import app, out, user_errors
-from mmpipe.pipeline.datasets import DATASETS, Simulation
 from mmpipe.store.damage import Damaged
-from mmpipe.store.root import default_root
-from mmpipe.store.verify import Moved, repair, verify
+
+if TYPE_CHECKING:  # torch: imported when the command runs
+    from mmpipe.store.verify import Moved
 
 
 def rebuild_command(damaged: Damaged) -> str:
     """The command that recreates a damaged entry once it is moved aside."""
+    from mmpipe.pipeline.datasets import DATASETS, Simulation
+
     if damaged.kind == "store marker":
         return "rewritten in place"
     if damaged.kind == "results DB":
@@ -46,7 +48,7 @@ def _moved_line(moved: Moved) -> str:
     return f"moved damaged {moved.damaged.kind} {moved.source} to {moved.target}: {rebuild_command(moved.damaged)}"
 
 
-@app.command("verify")
+@app.command("verify", epilog="Example: mmpipe verify --repair")
 @user_errors
 def verify_command(
     ctx: typer.Context,
@@ -56,6 +58,9 @@ def verify_command(
     """Check every entry of the store: JSON, Parquet, Zarr chunks, checkpoints, key material, the results DB.
 
     Exit 0 when clean, 1 when damage was found, 2 for bad usage."""
+    from mmpipe.store.root import default_root
+    from mmpipe.store.verify import repair, verify
+
     root = Path(ctx.obj.store_path) if ctx.obj.store_path is not None else default_root()
     report = verify(root)
     for damaged in report.damaged:
