@@ -24,8 +24,8 @@ settings, inputs (in order), dataset and data version: the grouping of the resul
 
 Metric of the test curve (:func:`task_metric`): a categorical task label: ``accuracy`` (S3
 selects on accuracy); a continuous one binarised at 0 (``binarize_at`` 0, y ≥ 0 positive):
-``acc2_has0`` where the label has the MSA metrics (same binarisation); otherwise the label's
-headline metric (``mse``). Choice where the issue is silent: **a run without probe rows** still
+``accuracy_ge0``, the logistic probe of that binarisation, where the label has it (a label declared
+``sentiment``); otherwise the label's headline metric (``mse``). Choice where the issue is silent: **a run without probe rows** still
 gets its figure: the validation panel alone, titled to say the test curve needs ``mmpipe probe``
 (the note is also passed to the caller, which prints it): the val curve is what ρ was chosen by,
 so it is worth seeing before probing; it never stands in for a test score.
@@ -44,7 +44,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from mmpipe.adapters.methods.s3 import RHOS, S3Summary, rho_component
-from mmpipe.evaluate.metrics import ACC2_HAS0, ACCURACY, headline
+from mmpipe.evaluate.metrics import ACCURACY, ACCURACY_GE0, headline
 from mmpipe.evaluate.metrics import display as metric_display
 from mmpipe.evaluate.plots_output import save
 from mmpipe.store.results import fetch, reading
@@ -121,8 +121,8 @@ def task_metric(target: Mapping[str, Any], found: set[str]) -> str:
     """The metric the test curve shows for S3's task label (module docstring)."""
     if target["kind"] == "categorical":
         return ACCURACY
-    if target["binarize_at"] == 0 and ACC2_HAS0 in found:
-        return ACC2_HAS0
+    if target["binarize_at"] == 0 and ACCURACY_GE0 in found:
+        return ACCURACY_GE0
     return headline(target["kind"])
 
 

@@ -14,7 +14,9 @@ Protocol, for every (component, label) of a run:
   and every continuous label is solved at once from one SVD of the component's train matrix:
   w(α) = V diag(s / (s² + α)) Uᵀ (y − ȳ). Metric on test: ``mse`` in the label's own units (plus,
   for a label declared ``sentiment``, the MSA metrics of the same predictions: ``acc7``, ``acc5``,
-  ``acc2_has0``, ``acc2_non0``, ``f1_has0``, ``f1_non0``, ``corr``, ``mae``);
+  ``acc2_has0``, ``acc2_non0``, ``f1_has0``, ``f1_non0``, ``corr``, ``mae``; and a logistic
+  regression of the label binarised as y >= 0, selected like a categorical probe: ``accuracy_ge0``,
+  the protocol of FactorCL and S3);
 - k-shot (optional, categorical only): the same, fitted on k train examples per class (seeded),
   metric ``accuracy_<k>shot``.
 
@@ -303,6 +305,9 @@ def fit_probes(components: Mapping[str, np.ndarray], valid: np.ndarray, manifest
                                   manifest, config, skipped)
         probes += _fit_continuous(z, name, train, val, test, [d for d in labels if d.spec.kind == "continuous"],
                                   manifest, config, skipped)
+        probes += _fit_binarised(z, name, train, val, test, [d for d in labels if d.spec.kind == "continuous"
+                                                              and d.spec.scale in metrics.BINARISED_AT],
+                                 manifest, config, skipped)
         fitted.append(FittedComponent(name, standardise, test, tuple(probes)))
     return fitted, skipped
 
@@ -406,6 +411,30 @@ def _fit_continuous(z, component, train, val, test, labels, manifest, config, sk
         probes.append(LabelProbe(data, model, column, test, te,
                                  tuple(metrics.label_metrics(data.spec.kind, data.spec.scale)), protocol,
                                  int((train & data.observed).sum()), False))
+    return probes
+
+
+def binarised(data: LabelData, threshold: float) -> LabelData:
+    """A continuous label as two classes, 0: y < threshold and 1: y >= threshold (observed rows)."""
+    values = np.where(data.observed, data.values >= threshold, False).astype(np.int64)  # (N,)
+    return LabelData(data.spec, values, data.observed, (f"y<{threshold:g}", f"y>={threshold:g}"))
+
+
+def _fit_binarised(z, component, train, val, test, labels, manifest, config, skipped) -> list[LabelProbe]:
+    """The classifier probe of a continuous label's binarised value (`metrics.BINARISED_AT`)."""
+    probes = []
+    for data in labels:
+        threshold, metric = metrics.BINARISED_AT[data.spec.scale]
+        classes = binarised(data, threshold)
+        tr, va, te = (m & data.observed for m in (train, val, test))
+        if len(np.unique(classes.values[tr])) < 2 or not te.any():
+            skipped.append(f"{component} × {data.spec.name} ({metric}): one class or no labelled test rows "
+                           f"at y >= {threshold:g}; not probed")
+            continue
+        probe = fit_categorical(z[tr], classes.values[tr], z[va], classes.values[va], config.c_grid, config.max_iter)
+        protocol = f"{_protocol(manifest, config, 'categorical')}; the label binarised as y >= {threshold:g}"
+        probes.append(LabelProbe(classes, probe, None, te, np.ones(int(te.sum()), bool), (metric,), protocol,
+                                 int(tr.sum()), False))
     return probes
 
 

@@ -18,12 +18,10 @@ over the seeds (`probe_missing` probes what the tables read: `probe_scope`).
 - ``dlf-table2``: the paper's ablations (Table 2) as DLF config changes, the same metrics as
   its Table 2 (Acc-7, Acc-2, F1, MAE).
 
-The S3 score is the evaluator's probe of the run's task label (`evaluate/probes.py`): for a
-categorical label (UR-FUNNY humour, MUStARD sarcasm) a logistic regression, metric ``accuracy``;
-for a continuous sentiment label (MOSI, MOSEI, simseq) the evaluator fits a ridge regression to the
-score and ``acc2_has0`` counts a prediction right when it falls on the label's side of 0 (y >= 0
-positive: S3's binarisation, ``binarize_at`` = 0). The paper fits a logistic regression to the
-binarised label; the notes say so.
+The S3 score is the evaluator's logistic-regression probe of the run's task label
+(`evaluate/probes.py`), as the paper's: for a categorical label (UR-FUNNY humour, MUStARD sarcasm)
+metric ``accuracy``; for a continuous sentiment label (MOSI, MOSEI, simseq) the logistic regression
+of the label binarised as y >= 0 (S3's binarisation, ``binarize_at`` = 0), metric ``accuracy_ge0``.
 
 On simseq (no paper numbers) S3 takes its vision and text sequences (the paper's two modalities;
 its ``sentiment`` label, carried whole by text, is the task label, binarised like MOSI's) and DLF all
@@ -45,7 +43,7 @@ from mmpipe.adapters.methods.s3 import RHOS, STAGE_COMPONENTS, S3Summary
 from mmpipe.adapters.predictions import PREDICTION, OwnPrediction
 from mmpipe.evaluate import reference_dlf, reference_s3
 from mmpipe.evaluate.delta import mean_std
-from mmpipe.evaluate.metrics import ACC2_HAS0, ACCURACY, display
+from mmpipe.evaluate.metrics import ACCURACY, ACCURACY_GE0, display
 from mmpipe.evaluate.metrics import metric as metric_of
 from mmpipe.evaluate.reference import PaperValue
 from mmpipe.evaluate.reproduce import SPECS, TableSpec, mark
@@ -172,15 +170,16 @@ def _granularity(run: RunEntry) -> int:
 
 def s3_target(run: RunEntry) -> tuple[str, str]:
     """(label, metric) of an S3 run's task label in the evaluator's probe rows: ``accuracy`` of a
-    categorical label; ``acc2_has0`` of a continuous one binarised at 0 (the only binarisation
-    the evaluator scores; S3's default)."""
+    categorical label; ``accuracy_ge0`` of a continuous one binarised at 0 (the only binarisation
+    the evaluator's classifier probe uses; S3's default)."""
     target = S3Summary.from_history(run.record.history).target
     if target["kind"] == "categorical":
         return target["name"], ACCURACY
     if target["binarize_at"] != 0:
         raise UserError(f"{run.run_id}: S3's label {target['name']} is binarised at {target['binarize_at']:g}; the "
-                        f"evaluator scores a continuous label's two classes at 0 only ({ACC2_HAS0}): leave binarize_at=0")
-    return target["name"], ACC2_HAS0
+                        f"evaluator's classifier probe binarises a continuous label at 0 only ({ACCURACY_GE0}): leave "
+                        "binarize_at=0")
+    return target["name"], ACCURACY_GE0
 
 
 def _by_dataset_and_g(runs: Sequence[RunEntry]) -> dict[tuple[str, int], list[RunEntry]]:
@@ -202,9 +201,8 @@ def _s3_notes(spec: TableSpec, runs: Sequence[RunEntry], scores: Scores) -> list
              "Score: the evaluator's probe of the run's task label on the concatenated [z_vision, z_text], fitted "
              "on train (C or α chosen on val), accuracy on test in %: "
              + "; ".join(f"{d} {label} ({metric})" for d, (label, metric) in labels.items()) + ".",
-             f"{ACC2_HAS0}: a ridge regression of the continuous label, right when prediction and label fall on "
-             "the same side of 0 (y >= 0 positive, S3's binarisation); the paper fits a logistic regression "
-             "to the binarised label.",
+             f"{ACCURACY_GE0}: a logistic regression of the continuous label binarised as y >= 0 (S3's and "
+             "FactorCL's binarisation), as the paper's probe.",
              f"simseq: S3 on its vision and text sequences, task label {SIMSEQ_S3_TARGET} (binarised y >= 0); "
              "no paper numbers."]
     return notes + _protocol_notes(scores, datasets, STAGE_COMPONENTS, sorted({m for _, m in labels.values()}))

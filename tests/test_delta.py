@@ -97,7 +97,7 @@ def test_owner_components_and_who_carries_a_label():
 
 
 def test_metrics_registry_directions_names_and_rules():
-    assert set(METRICS.names()) == {"accuracy", "accuracy_<k>shot", "mse", "silhouette", "f1", "mae", "corr", "acc7",
+    assert set(METRICS.names()) == {"accuracy", "accuracy_ge0", "accuracy_<k>shot", "mse", "silhouette", "f1", "mae", "corr", "acc7",
                                     "acc5", "acc2_has0", "acc2_non0", "f1_has0", "f1_non0", "recall_at_<k>",
                                     "median_rank"}
     assert higher_is_better("accuracy") and higher_is_better("silhouette") and not higher_is_better("mse")
@@ -107,5 +107,5 @@ def test_metrics_registry_directions_names_and_rules():
         assert len(metric(name).rule) > 40, name
     assert metric("mse").compute(np.array([1.0, 2.0]), np.array([1.0, 4.0])) == pytest.approx(2.0)
     assert metric("accuracy_3shot").compute(np.array([0, 1, 1, 2]), np.array([0, 1, 2, 2])) == 0.75
-    with pytest.raises(UnknownNameError, match="valid: acc2_has0, acc2_non0, acc5, acc7, accuracy, accuracy_<k>shot, corr, f1, f1_has0, f1_non0, mae, median_rank, mse, recall_at_<k>, silhouette"):
+    with pytest.raises(UnknownNameError, match="valid: acc2_has0, acc2_non0, acc5, acc7, accuracy, accuracy_<k>shot, accuracy_ge0, corr, f1, f1_has0, f1_non0, mae, median_rank, mse, recall_at_<k>, silhouette"):
         metric("accuracy_shot")

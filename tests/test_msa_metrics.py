@@ -121,9 +121,35 @@ def test_probe_writes_every_msa_metric_for_sentiment_and_f1_for_a_binary_label()
     by_label = {}
     for row in outcome.rows:
         by_label.setdefault(row.label, {})[row.metric] = row.value
-    assert set(by_label["sentiment"]) == {"mse", *metrics.MSA}
+    assert set(by_label["sentiment"]) == {"mse", *metrics.MSA, metrics.ACCURACY_GE0}
     assert set(by_label["humor"]) == {"accuracy", "f1", "silhouette"}
     assert set(by_label["score"]) == {"mse"} and set(by_label["kind"]) == {"accuracy", "silhouette"}
     assert by_label["sentiment"]["corr"] > 0.9 and by_label["sentiment"]["acc2_non0"] > 0.9
     assert (sentiment[manifest.split_mask("test")] == 0).any()  # zero labels: has0 and non0 differ in rows
     assert by_label["humor"]["f1"] > 0.9
+
+
+def test_a_sentiment_label_also_gets_a_logistic_probe_of_its_sign():
+    """accuracy_ge0 is a logistic regression fitted on the train rows' y >= 0 classes, C chosen on
+    val accuracy (ties: the smaller C), scored on test: recomputed here with scikit-learn."""
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(1)
+    n = 240
+    x = rng.normal(size=(n, 3))
+    sentiment = np.clip(np.round(2 * (x[:, 0] - 0.4 + 0.8 * rng.normal(size=n))) / 2, -3, 3) + 0.0
+    split = np.array(["train", "val", "test"])[np.arange(n) % 3]
+    table = pd.DataFrame({"sample_id": [f"r{i}" for i in range(n)], "split": split, "group": None,
+                          "sentiment": sentiment})
+    manifest = Manifest("d", table, (LabelSpec("sentiment", "continuous", "joint", scale="sentiment"),),
+                        (Modality("m1", "features"),), "every third row")
+    config = ProbeConfig(c_grid=(0.01, 1.0))
+    outcome = probe_components({"fused": x}, np.ones(n, bool), manifest, label_data(manifest), config, "run")
+    [row] = [r for r in outcome.rows if r.metric == metrics.ACCURACY_GE0]
+    assert "binarised as y >= 0" in row.protocol and "logistic" in row.protocol
+    z = (x - x[split == "train"].mean(0)) / x[split == "train"].std(0)
+    y = (sentiment >= 0).astype(int)
+    best = max(((LogisticRegression(C=c, max_iter=500).fit(z[split == "train"], y[split == "train"]), c)
+                for c in config.c_grid), key=lambda m: (m[0].score(z[split == "val"], y[split == "val"]), -m[1]))[0]
+    assert row.value == pytest.approx(best.score(z[split == "test"], y[split == "test"]), abs=1e-9)
+    assert row.n_test == (split == "test").sum()

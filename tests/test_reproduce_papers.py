@@ -71,7 +71,7 @@ def test_s3_table1_layout_and_the_typed_paper_rows(store):
         chosen = sorted(S3Summary.from_history(r.record.history).rho_val for r in runs
                         if r.record.config["granularity"] == g)
         assert sorted(float(v) for v in ours[14].split(", ")) == chosen
-    assert "mosi sentiment (acc2_has0)" in result.stdout.replace("\\_", "_")
+    assert "mosi sentiment (accuracy_ge0)" in result.stdout.replace("\\_", "_")
     routers = _rows(result.stdout, "S3 Table 4")
     assert routers[1][0] == "mosi" and routers[1][2::2] == [f"{v:.4f}" for v in reference_s3.TABLE4["mosi"]]
     share = {r.record.config["granularity"]: S3Summary.from_history(r.record.history).router_share for r in runs}
@@ -88,7 +88,7 @@ def test_s3_table2_val_chosen_and_test_picked_rows_then_reuses_everything(store)
     rows = {r[0]: r[1:] for r in _rows(result.stdout, "S3 Table 2")[1:]}
     header = _rows(result.stdout, "S3 Table 2")[0]
     assert [h.replace("\\_", "_") for h in header] == ["Model", *(f"{group}: {who}" for group in (
-        "mosi sentiment (acc2_has0)", "mustard sarcasm (accuracy)", "simseq sentiment (acc2_has0)")
+        "mosi sentiment (accuracy_ge0)", "mustard sarcasm (accuracy)", "simseq sentiment (accuracy_ge0)")
         for who in ("ours", "paper"))]
     for baseline in reference_s3.TABLE2_BASELINES:
         cells = rows[f"{baseline.name} (paper only)"]
