@@ -2,6 +2,7 @@
 
     python tests/benchmarks/bench_s3.py moe  [--width 40] [--rows 128] [--steps 50] [--repeats 15]
     python tests/benchmarks/bench_s3.py fit  [--seed 0] [--set key=value ...]
+    python tests/benchmarks/bench_s3.py routing --store DIR [--dataset simseq]
 
 moe: forward + backward of one MoE layer (G = 8, E = 8, top-k = 8, d_ff = 4d) against a dense FFN
      of the same active width (d → 4d → d) on the same tokens (rows × steps, both views of S3's
@@ -16,6 +17,13 @@ fit: a full three-stage S3 fit of one seed (the method's defaults unless --set) 
      `mmpipe fit` runs to publish the components. Prints the stage times and epochs, wall and CPU
      time (a fit runs on one intra-op thread, so on a shared machine its CPU time is the time it
      would take alone). Target ≤ 10 min.
+routing: for every published S3 run of --dataset in the store at DIR (fitted and probed by
+     `mmpipe fit s3` / `mmpipe probe`), which experts the routers pick for each class of the task
+     label on the **test** rows, per stage: Specialization's routers and Selection's. Per layer and
+     modality, the mean routing distribution p̄_c (softmax over the N_E experts, averaged over the
+     valid tokens of the rows of class c) and the Jensen–Shannon divergence JS(p̄_0, p̄_1) in nats
+     (0: both classes routed alike; ln 2: to disjoint experts), with the mean per-token routing
+     entropy. Mean over layers and modalities, per seed, then mean ± std over seeds.
 
 The measured figures and what they depend on: s3_notes.md beside this file.
 """
@@ -125,9 +133,59 @@ def bench_fit(seed: int, overrides: list[str]) -> None:
           "would take)")
 
 
+def _js(p: torch.Tensor, q: torch.Tensor) -> float:
+    """Jensen–Shannon divergence (nats) of two distributions over the experts."""
+    m = (p + q) / 2
+    kl = lambda a, b: float((a * (a.clamp_min(1e-12).log() - b.clamp_min(1e-12).log())).sum())  # noqa: E731
+    return (kl(p, m) + kl(q, m)) / 2
+
+
+@torch.no_grad()
+def bench_routing(root: str, dataset: str) -> None:
+    from mmpipe.adapters.checkpoint import load_model
+    from mmpipe.adapters.methods.s3 import S3Summary, as_sequences
+
+    store = Store.open(Path(root))
+    runs = [r for r in store.runs("s3") if r.record.dataset == dataset]
+    if not runs:
+        raise SystemExit(f"no s3 run of {dataset} in {root}")
+    per_stage: dict[str, list[tuple[float, float]]] = {"specialization": [], "selection": []}
+    for run in sorted(runs, key=lambda r: r.record.seed):
+        model = load_model(run).eval()
+        summary = S3Summary.from_history(run.record.history)
+        data = load_features(store, dataset, {m: None for m in run.record.inputs})
+        manifest = store.manifest(dataset, run.record.manifest_version)
+        y = manifest.table[summary.target["name"]].to_numpy()
+        y = (y >= summary.target["binarize_at"]) if summary.target["kind"] == "continuous" else y
+        test = torch.as_tensor((manifest.table["split"] == "test").to_numpy() & data.valid.numpy())
+        classes = sorted(set(y[test.numpy()].tolist()))[:2]
+        scaled = model.scaler({m: as_sequences(v, None)[0] for m, v in data.values.items()})
+        for stage, routers in (("specialization", "specialization"), ("selection", "current")):
+            js, entropy = [], []
+            for m in model.modalities:
+                values, lengths = scaled[m], data.lengths[m]
+                by_class = []
+                for c in classes:
+                    rows = torch.nonzero(test & torch.as_tensor(y == c)).squeeze(1)
+                    _, routings = model.encode(m, values[rows, :int(lengths[rows].max())], lengths[rows], 0.0, routers)
+                    by_class.append([r.probs.mean(0) for r in routings])  # per layer (N_E,)
+                    entropy += [float(-(r.probs * r.probs.clamp_min(1e-12).log()).sum(1).mean()) for r in routings]
+                js += [_js(p, q) for p, q in zip(*by_class, strict=True)]
+            per_stage[stage].append((float(np.mean(js)), float(np.mean(entropy))))
+            print(f"seed {run.record.seed} {stage}: JS(class routing) {np.mean(js):.4f} nats (max over layers "
+                  f"{np.max(js):.4f}), token routing entropy {np.mean(entropy):.3f} (ln N_E = "
+                  f"{np.log(model.config.n_experts):.3f})")
+    for stage, values in per_stage.items():
+        js, entropy = np.array(values).T
+        print(f"{stage}: JS {js.mean():.4f} ± {js.std(ddof=1) if len(js) > 1 else 0:.4f}, entropy "
+              f"{entropy.mean():.3f} ± {entropy.std(ddof=1) if len(entropy) > 1 else 0:.3f} over {len(js)} seeds")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=("moe", "fit"))
+    parser.add_argument("part", choices=("moe", "fit", "routing"))
+    parser.add_argument("--store", default=None)
+    parser.add_argument("--dataset", default="simseq")
     parser.add_argument("--width", type=int, default=40)
     parser.add_argument("--rows", type=int, default=256)
     parser.add_argument("--steps", type=int, default=50)
@@ -137,6 +195,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.part == "moe":
         bench_moe(args.width, args.rows, args.steps, args.repeats)
+    elif args.part == "routing":
+        bench_routing(args.store, args.dataset)
     else:
         bench_fit(args.seed, args.overrides)
 
