@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from mmpipe.adapters.components import FUSED, SHARED
 from mmpipe.adapters.registry import METHODS
 from mmpipe.evaluate import retrieval
-from mmpipe.evaluate.delta import JOINT_OWNER
+from mmpipe.evaluate.delta import JOINT_OWNER, mean_std
 from mmpipe.evaluate.metrics import display, headline, higher_is_better
 from mmpipe.evaluate.reproduce import TableSpec
 from mmpipe.evaluate.reproduce_papers import SIMSEQ, SIMSEQ_S3_TARGET
@@ -67,6 +67,7 @@ FUSION = {
 }
 RATES = (0.0, 0.2, 0.4, 0.6)  # the survey's removal rates
 MODES = ("zero", "mean")
+MODE_TEXT = {"zero": "zeros (absent input)", "mean": "the train split's mean of that modality"}
 STRESS_SEED = 0  # chooses the removed rows (not the run's seed)
 COMPONENTS = (FUSED, SHARED)  # the components of interest, where a method has them
 TASK_LABELS = {SIMSEQ: SIMSEQ_S3_TARGET}  # datasets with several joint labels: the one the survey tables score
@@ -141,11 +142,11 @@ class Setting:
 
 
 def _cell(values: Sequence[float]) -> Cell:
+    """Mean ± sample std over the runs' values; a dash when there is none."""
     if not values:
         return Cell("—")
-    mean = sum(values) / len(values)
-    std = None if len(values) < 2 else (sum((v - mean) ** 2 for v in values) / (len(values) - 1)) ** 0.5
-    return Cell(format_mean_std(mean, std, DIGITS))
+    found = mean_std(values)
+    return Cell(format_mean_std(found.mean, found.std, DIGITS))
 
 
 def _rows(store: Store, sql: str, runs: Sequence[RunEntry], *params: object) -> list[dict]:
@@ -166,10 +167,6 @@ def _label_notes(settings: Sequence[Setting]) -> list[str]:
             f"({'higher' if higher_is_better(s.metric) else 'lower'} is better)" for s in settings]
 
 
-def _inputs(run: RunEntry) -> tuple[str, ...]:
-    return tuple(run.record.inputs)
-
-
 def missing_table(store: Store, spec: SurveySpec, settings: Sequence[Setting]) -> Table:
     """Experiment 1: score against the removed fraction, per method × component × removed modality."""
     runs = [r for s in settings for r in s.runs]
@@ -188,15 +185,15 @@ def missing_table(store: Store, spec: SurveySpec, settings: Sequence[Setting]) -
                 continue
             rules.add(len(rows))
             for component in components_of(method_runs[0]):
-                for modality in _inputs(method_runs[0]):
+                for modality in method_runs[0].record.inputs:
                     cells = [_cell([v for r in method_runs for v in values[(r.run_id, modality, rate, component,
                                                                             setting.label, setting.metric)]])
                              for rate in RATES]
                     rows.append([Cell(setting.dataset), Cell(method), Cell(component), Cell(modality), *cells])
-    notes = [NO_PAPER, _seeds_note(settings), *_label_notes(settings),
+    notes = [_seeds_note(settings), *_label_notes(settings),
              f"Protocol (mmpipe stress): the probes are fitted once on the clean train split (selected on val); "
              f"at rate r a seeded (seed {STRESS_SEED}), nested ⌊r·n + ½⌋ of the n test rows get the removed "
-             f"modality as {_MODE_TEXT[spec.mode]}; the same test rows and labels at every rate, so rate 0 is the "
+             f"modality as {MODE_TEXT[spec.mode]}; the same test rows and labels at every rate, so rate 0 is the "
              "clean probe score."]
     return Table("survey-missing", "Survey Experiment 1: missing modalities",
                  "Test score of the clean-train probe of the task label as a growing share of one modality's test "
@@ -204,8 +201,6 @@ def missing_table(store: Store, spec: SurveySpec, settings: Sequence[Setting]) -
                  ["Dataset", "Method", "Component", "Removed", *(f"{100 * r:g} %" for r in RATES)], rows,
                  rule_before=frozenset(rules - {0}), notes=notes)
 
-
-_MODE_TEXT = {"zero": "zeros (absent input)", "mean": "the train split's mean of that modality"}
 
 
 def retrieval_table(store: Store, spec: SurveySpec, settings: Sequence[Setting]) -> Table:
@@ -239,7 +234,7 @@ def retrieval_table(store: Store, spec: SurveySpec, settings: Sequence[Setting])
                     rows.append([Cell(setting.dataset), Cell(method),
                                  Cell(f"{direction[2]} → {direction[3]}"), Cell(", ".join(map(str, n)) or "—"),
                                  *cells])
-    notes = [NO_PAPER, _seeds_note(settings), *protocols,
+    notes = [_seeds_note(settings), *protocols,
              "Chance: R@k = k/N, median rank ≈ N/2 (N candidates: the valid test rows)."]
     if unprobed:
         notes.append(f"No retrieval rows for {len(set(unprobed))} run(s) probed before retrieval was scored: "
@@ -274,7 +269,7 @@ def fusion_table(store: Store, spec: SurveySpec, settings: Sequence[Setting]) ->
             rows.append([Cell(setting.dataset), Cell(method), Cell(FUSION[method]),
                          Cell(f"{setting.label} ({display(setting.metric)})"), _cell(scores),
                          Cell(f"{round(sum(params) / len(params)):,}" if params else "—")])
-    notes = [NO_PAPER, _seeds_note(settings), *_label_notes(settings),
+    notes = [_seeds_note(settings), *_label_notes(settings),
              *(f"{s.dataset}: {p}" for s in settings for p in sorted(protocols.get((s.label, s.metric), ())))]
     return Table("survey-fusion", "Survey Experiment 3: early vs late vs intermediate fusion",
                  "Test score of a probe of the task label on each method's fused representation (fitted on train, "

@@ -2,15 +2,16 @@
 fit every method × seed on the dataset's first two modalities (`pipeline/reproduce.fit_table`,
 reusing published runs), probe the runs that have no probe rows (every component × label, and
 retrieval, as `mmpipe probe` does), then stress each run's components of interest for each of its
-modalities with `mmpipe stress`'s workflow (`pipeline/stress.py`), against every label of the
-dataset (the probes fitted as `mmpipe probe` fits them, so rate 0 is its score to the last bit; the
-table shows the task label, `mmpipe report --table stress` the rest).
+modalities with `mmpipe stress`'s workflow (`pipeline/stress.py`), for the dataset's task label.
+Rate 0 gives `mmpipe probe`'s score of the same probe (for a continuous label up to floating-point
+rounding, ~1e-16 relative: the probe solves the ridge of every continuous label of a component at
+once, the stress that of the task label alone).
 
 A stress already stored is not redone: a run whose stress rows of this corruption (modality, mode,
 seed, the survey's rates) already hold every (component of interest, task label) is skipped. When
 rows of that corruption exist but lack them (a narrower `mmpipe stress` before), the new stress
-scores every label of the union of the components stored and those the survey needs, with the
-k-shot probes stored, since a stress replaces the rows of its corruption at its rates: nothing
+scores the union of the components and of the labels stored and those the survey needs (and the
+k-shot probes stored), since a stress replaces the rows of its corruption at its rates: nothing
 stored is lost.
 """
 
@@ -74,9 +75,10 @@ def _stress(store: Store, run: RunEntry, modality: str, mode: str, label: str) -
               for rate in survey.RATES}
     if all(wanted <= scored[rate] for rate in survey.RATES):
         return 0
-    components = sorted({c for c, _ in set().union(*scored.values()) | wanted})
+    kept = set().union(*scored.values()) | wanted
     k_shot = tuple(sorted({int(m["k"]) for row in stored if (m := K_SHOT.fullmatch(row["metric"]))}))
-    outcome = stress_run(store, run, config, ProbeConfig(k_shot=k_shot), None, components)
+    outcome = stress_run(store, run, config, ProbeConfig(k_shot=k_shot), sorted({lab for _, lab in kept}),
+                         sorted({c for c, _ in kept}))
     save_stress(store, run, config.key(run.run_id), outcome.rows)
     return 1
 
