@@ -41,6 +41,7 @@ from mmpipe.adapters.base import ProgressFn
 from mmpipe.adapters.curves import HISTORY_KEY as CURVES
 from mmpipe.adapters.curves import LOSS, Curves
 from mmpipe.adapters.loop import Losses, loss_terms
+from mmpipe.adapters.progress import epoch_done
 from mmpipe.adapters.training import check_finite, minibatches
 from mmpipe.store.errors import UserError
 
@@ -121,6 +122,7 @@ def train_accumulated(model: nn.Module, parameters: Iterable[nn.Parameter], loss
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         rows.append({"epoch": epoch, "lr": lr})
         stopping = epoch - best_epoch >= schedule.early_stop
+        epoch_done("train", epoch, schedule.max_epochs, stopping)
         if progress is not None and (epoch % 5 == 0 or stopping):
             progress(f"epoch {epoch}: train {train.get('total', float('nan')):.4f} val {val:.4f} lr {lr:.2e}")
         if stopping:

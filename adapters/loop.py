@@ -21,6 +21,7 @@ from torch import nn
 
 from mmpipe.adapters.base import ProgressFn
 from mmpipe.adapters.curves import LOSS, Curves
+from mmpipe.adapters.progress import epoch_done
 from mmpipe.adapters.training import Plateau, check_finite, minibatches
 
 Losses = float | Mapping[str, float]  # one loss, or named terms with LOSS the one trained on / monitored
@@ -74,6 +75,7 @@ def train_epochs(model: nn.Module, step: StepFn, n_train: int, *, batch_size: in
             monitored = train_losses[-1]
             best_epoch = epoch
         converged = plateau.update(monitored)
+        epoch_done(stage, epoch, max_epochs, converged)
         if progress is not None and (epoch % 10 == 0 or converged):
             progress(f"{stage} epoch {epoch}: train {train_losses[-1]:.4f}"
                      + (f" val {val_losses[-1]:.4f}" if val_losses else ""))

@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from mmpipe.adapters.curves import Curves
+from mmpipe.adapters.progress import epoch_done
 from mmpipe.adapters.training import Plateau, check_finite, minibatches, single_cpu_thread
 
 ProgressFn = Callable[[str], None]
@@ -159,6 +160,7 @@ class StagedTrainer:
             self.history.epochs.append({"epoch": self.epoch, "stage": stage.name, **described,
                                         **{f"val_{k}": v for k, v in context.val.items()}})
             converged = plateau.update(sum(context.val[name] for name in stage.losses))
+            epoch_done(stage.name, self.epoch - start, stage.max_epochs, converged)
             if self.epoch % 10 == 0 or converged:
                 self.progress(f"{stage.name} epoch {self.epoch}: val "
                               + " ".join(f"{k}={context.val[k]:.4f}" for k in stage.losses)

@@ -4,11 +4,15 @@ The workflow around a method's own ``fit``: load the chosen inputs (modality →
 inputs the method cannot take, fill config values that come from other runs (the baselines'
 sizes), skip seeds already published, fit the rest (optionally in worker processes), and publish
 each run with its typed record.
+
+``on_epoch(seed, event)`` receives each seed's epoch progress (`adapters.progress.EpochEvent`:
+stage, epochs done, the stage's cap), from worker processes too (``jobs`` > 1), for a progress bar.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import as_completed
@@ -20,9 +24,10 @@ import torch
 
 from mmpipe.adapters.base import AdapterMethod, ProgressFn
 from mmpipe.adapters.data import MultimodalFeatures, load_features
+from mmpipe.adapters.progress import EpochEvent, listening
 from mmpipe.adapters.registry import METHODS
 from mmpipe.pipeline.sizes import resolve_sizes
-from mmpipe.pipeline.workers import worker_pool
+from mmpipe.pipeline.workers import send_event, worker_pool
 from mmpipe.store.errors import UserError
 from mmpipe.store.provenance import code_version
 from mmpipe.store.root import Store
@@ -30,6 +35,7 @@ from mmpipe.store.runs import RunEntry, RunRecord, find_run, publish_run
 
 Inputs = Mapping[str, str | None]  # modality -> feature name (None: the only one stored)
 DEFAULT_POOLING = "mean"  # a sequence given to a pooled-input method: the mean over its valid steps
+EpochFn = Callable[[int, EpochEvent], None]  # (seed, event)
 
 
 @dataclass(frozen=True)
@@ -69,7 +75,8 @@ def load_checked(store: Store, method: str, dataset: str, inputs: Inputs, data_v
 def fit_runs(store: Store, method: str, dataset: str, inputs: Inputs, config: Any, seeds: list[int],
              data_version: str | None = None, progress: ProgressFn | None = None, jobs: int = 1,
              on_done: Callable[[FitOutcome], None] | None = None,
-             seed_configs: dict[int, Any] | None = None, pooling: str | None = None) -> list[FitOutcome]:
+             seed_configs: dict[int, Any] | None = None, pooling: str | None = None,
+             on_epoch: EpochFn | None = None) -> list[FitOutcome]:
     """Fit ``method`` once per seed; a seed whose run is already published is not refitted.
 
     ``config`` is what was asked for (it names the variant); ``seed_configs`` may give a seed its
@@ -78,6 +85,7 @@ def fit_runs(store: Store, method: str, dataset: str, inputs: Inputs, config: An
     single-threaded on the CPU, so two cores fit two seeds at once); results are the same as
     sequential fits because every run depends only on its data, config and seed. ``pooling``
     pools sequence features for a method that takes pooled inputs (part of the run key).
+    ``on_epoch(seed, event)`` is called after every epoch of every seed fitted here.
     """
     cls, data = load_checked(store, method, dataset, inputs, data_version, pooling)
     chosen = {i.modality: i.entry.name.rsplit(".", 1)[-1] for i in data.inputs}
@@ -94,7 +102,8 @@ def fit_runs(store: Store, method: str, dataset: str, inputs: Inputs, config: An
         else:
             todo.append(seed)
     if jobs > 1 and len(todo) > 1:
-        with worker_pool(min(jobs, len(todo))) as pool:
+        relay = (lambda item: on_epoch(*item)) if on_epoch is not None else None
+        with worker_pool(min(jobs, len(todo)), on_event=relay) as pool:
             futures = {pool.submit(_fit_in_worker, store.root, method, dataset, chosen, configs[seed], config,
                                    seed, data.manifest_version, pooling): seed for seed in todo}
             for future in as_completed(futures):
@@ -103,7 +112,8 @@ def fit_runs(store: Store, method: str, dataset: str, inputs: Inputs, config: An
                     on_done(done[futures[future]])
     else:
         for seed in todo:
-            done[seed] = _fit_one(store, cls, data, configs[seed], config, seed, progress)
+            with listening(None if on_epoch is None else functools.partial(on_epoch, seed)):
+                done[seed] = _fit_one(store, cls, data, configs[seed], config, seed, progress)
             if on_done is not None:
                 on_done(done[seed])
     return [done[seed] for seed in seeds]
@@ -113,7 +123,8 @@ def _fit_in_worker(root: Path, method: str, dataset: str, inputs: dict[str, str]
                    seed: int, data_version: str, pooling: str | None) -> Path:
     store = Store(root)
     cls, data = load_checked(store, method, dataset, inputs, data_version, pooling)
-    return _fit_one(store, cls, data, config, requested, seed, None).run.path
+    with listening(lambda event: send_event((seed, event))):  # to the parent's on_epoch, if it listens
+        return _fit_one(store, cls, data, config, requested, seed, None).run.path
 
 
 def _refuse_non_finite(method: str, components: Mapping[str, Any], data: MultimodalFeatures) -> None:

@@ -19,6 +19,10 @@ Contract:
   from outside, out of memory) is a ``UserError`` saying so. After any other error in the body the
   running calls finish first, as with a plain pool. A worker killed mid-publish leaves at most a
   ``.tmp-*`` directory, never a listed run.
+- ``worker_pool(jobs, on_event=f)`` also carries events from the workers to this process: a
+  worker's ``send_event(item)`` (a picklable item, e.g. a fit's epoch progress) reaches ``f``,
+  called in order on a thread of this process, until the pool is shut down. Without ``on_event``,
+  ``send_event`` does nothing.
 """
 
 from __future__ import annotations
@@ -60,9 +64,43 @@ def _watch(parent_pid: int) -> None:
     os._exit(_ORPHANED)
 
 
-def _init_pool_worker(parent_pid: int) -> None:
+_events: Any = None  # in a pool worker: the queue its events go to (``worker_pool(on_event=...)``)
+_END = None  # put on the queue by the parent when the pool is done: the relay thread stops
+
+
+def _init_pool_worker(parent_pid: int, events: Any = None) -> None:
+    global _events
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     die_with_parent(parent_pid)
+    _events = events
+
+
+def send_event(item: Any) -> None:
+    """From a pool worker: pass ``item`` to the parent's ``on_event`` (nothing without one)."""
+    if _events is not None:
+        _events.put(item)
+
+
+@contextmanager
+def _relay(context: Any, on_event: Callable[[Any], None] | None) -> Iterator[Any]:
+    """The queue the workers' events travel on, and a thread that hands each to ``on_event``."""
+    if on_event is None:
+        yield None
+        return
+    events = context.Queue()
+
+    def relay() -> None:
+        while (item := events.get()) is not _END:
+            on_event(item)
+
+    thread = threading.Thread(target=relay, name="mmpipe-worker-events", daemon=True)
+    thread.start()
+    try:
+        yield events
+    finally:
+        events.put(_END)
+        thread.join(timeout=5)
+        events.close()
 
 
 class WorkerPool:
@@ -81,10 +119,17 @@ class WorkerPool:
 
 
 @contextmanager
-def worker_pool(jobs: int) -> Iterator[WorkerPool]:
+def worker_pool(jobs: int, on_event: Callable[[Any], None] | None = None) -> Iterator[WorkerPool]:
+    context = multiprocessing.get_context("spawn")
+    with _relay(context, on_event) as events, _pool(jobs, context, events) as pool:
+        yield pool
+
+
+@contextmanager
+def _pool(jobs: int, context: Any, events: Any) -> Iterator[WorkerPool]:
     before = set(multiprocessing.active_children())
-    executor = ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_init_pool_worker, initargs=(os.getpid(),))
+    executor = ProcessPoolExecutor(max_workers=jobs, mp_context=context,
+                                   initializer=_init_pool_worker, initargs=(os.getpid(), events))
     try:
         try:
             yield WorkerPool(executor)

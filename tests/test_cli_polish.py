@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import shlex
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -72,9 +73,10 @@ def test_version_is_mmpipes_own():
 
 
 def test_shell_completion_prints_a_script():
-    result = CliRunner().invoke(app, ["--show-completion", "bash"])
-    assert result.exit_code == 0
-    assert "complete" in result.output and "_MMPIPE_COMPLETE" in result.output
+    command = [shutil.which("mmpipe")] if shutil.which("mmpipe") else [sys.executable, "-m", "mmpipe.pipeline"]
+    result = subprocess.run([*command, "--show-completion", "bash"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "complete -o default -F" in result.stdout and "_COMPLETE=complete_bash" in result.stdout
 
 
 def test_importing_the_cli_loads_no_heavy_library():
@@ -150,7 +152,7 @@ def test_config_lists_every_field_with_type_default_and_meaning(method):
     assert [f["field"] for f in fields] == [f.name for f in dataclasses.fields(cls)]
     defaults = cls()
     for field in fields:
-        assert field["type"]
+        assert field["type"] and field["meaning"], field  # a new field needs a comment beside it
         assert json.dumps(field["default"]) == json.dumps(getattr(defaults, field["field"]))
         if field["field"] in SHARED_MEANINGS:
             assert field["meaning"].startswith(SHARED_MEANINGS[field["field"]])
@@ -186,3 +188,42 @@ def test_yaml_config_files_are_read_as_strictly_as_json(tmp_path):
         bad.write_text(text)
         with pytest.raises(UserError, match=word):
             load_config_file(Toy(), str(bad))
+
+
+@pytest.fixture(scope="module")
+def sim_store(tmp_path_factory):
+    from mmpipe.pipeline.datasets import DATASETS
+    from mmpipe.pipeline.simulate import simulate
+    from mmpipe.store.root import Store
+
+    store = Store.open(tmp_path_factory.mktemp("progress") / "store", create=True)
+    simulate(store, "sim1", DATASETS.get("sim1").Config(n=400))
+    return store
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_fit_reports_each_epoch_of_each_stage_of_each_seed(sim_store, jobs):
+    from mmpipe.adapters import METHODS
+    from mmpipe.pipeline.fit import fit_runs
+
+    caps = {"shared": 3, "private": 2, "joint": 2}
+    config = METHODS.get("multiloreft").Config(**{f"max_epochs_{k}": v for k, v in caps.items()})
+    events = []
+    seeds = [2 * jobs, 2 * jobs + 1]  # runs of their own: the store keeps the other test's
+    outcomes = fit_runs(sim_store, "multiloreft", "sim1", {"m1": None, "m2": None}, config, seeds, jobs=jobs,
+                        on_epoch=lambda seed, event: events.append((seed, event)))
+    for outcome in outcomes:
+        mine = [e for seed, e in events if seed == outcome.run.record.seed]
+        assert list(dict.fromkeys(e.stage for e in mine)) == list(caps)
+        for stage, cap in caps.items():
+            run = [e for e in mine if e.stage == stage]
+            assert [(e.epoch, e.cap, e.last) for e in run] == [(n, cap, n == cap) for n in range(1, cap + 1)]
+        assert not outcome.reused and len(mine) == outcome.run.record.epochs
+
+
+def test_fit_progress_in_a_log_is_plain_lines(sim_store):
+    result = CliRunner().invoke(app, ["--store", str(sim_store.root), "fit", "contrastive", "--dataset", "sim1",
+                                      "--seeds", "0", "--set", "max_epochs=2", "--set", "size=input"])
+    assert result.exit_code == 0, result.output
+    assert "seed 0: train stage ended after 2 of 2 epochs" in result.stderr
+    assert "━" not in result.stderr and "\r" not in result.stderr

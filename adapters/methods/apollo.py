@@ -52,7 +52,7 @@ from mmpipe.store.ranges import MAX_EPOCHS, NON_NEGATIVE, POSITIVE, between
 
 @dataclass(frozen=True)
 class APOLLOConfig(BaselineConfig):
-    latent_lr: Annotated[float, POSITIVE] = 1e-2
+    latent_lr: Annotated[float, POSITIVE] = 1e-2  # learning rate of the latents s, m_i in step 1
     latent_noise: Annotated[float, NON_NEGATIVE] = 0.05  # σ of the noise added to latents in step 1
     norm_penalty: Annotated[float, NON_NEGATIVE] = 1e-3  # λ
     # 0: the encoders keep their initialisation (only the latents are trained)

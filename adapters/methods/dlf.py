@@ -144,31 +144,31 @@ class DLFConfig(Checked):
     conv_kernel: Annotated[int, between(1, 64)] = 5  # MOSI 5, MOSEI 3
     causal: bool = True  # attn_mask
     attn_dropout: Annotated[float, SHARE] = 0.3  # language (and the shared encoder, the memories)
-    attn_dropout_a: Annotated[float, SHARE] = 0.2
-    attn_dropout_v: Annotated[float, SHARE] = 0.0
-    relu_dropout: Annotated[float, SHARE] = 0.0
-    res_dropout: Annotated[float, SHARE] = 0.0
-    embed_dropout: Annotated[float, SHARE] = 0.2
-    text_dropout: Annotated[float, SHARE] = 0.5
-    output_dropout: Annotated[float, SHARE] = 0.5
+    attn_dropout_a: Annotated[float, SHARE] = 0.2  # attention dropout of the audio encoders
+    attn_dropout_v: Annotated[float, SHARE] = 0.0  # attention dropout of the vision encoders
+    relu_dropout: Annotated[float, SHARE] = 0.0  # dropout after the encoders' FFN ReLU
+    res_dropout: Annotated[float, SHARE] = 0.0  # dropout on the encoders' residual branches
+    embed_dropout: Annotated[float, SHARE] = 0.2  # dropout on the encoders' input embeddings
+    text_dropout: Annotated[float, SHARE] = 0.5  # dropout on the language input
+    output_dropout: Annotated[float, SHARE] = 0.5  # dropout in the residual heads R
     standardize: bool = False  # inputs standardised with train statistics (the code uses them raw)
     # losses
     task_weights: Annotated[tuple[float, ...], NON_NEGATIVE, Length(5)] = (1.0, 1.0, 3.0, 1.0, 1.0)  # ŷ, ŷ_c, L, A, V
-    recon_weight: Annotated[float, NON_NEGATIVE] = 0.1
-    specific_weight: Annotated[float, NON_NEGATIVE] = 0.1
-    triplet_weight: Annotated[float, NON_NEGATIVE] = 0.01
-    ortho_weight: Annotated[float, NON_NEGATIVE] = 0.01
+    recon_weight: Annotated[float, NON_NEGATIVE] = 0.1  # weight of L_r (reconstruction)
+    specific_weight: Annotated[float, NON_NEGATIVE] = 0.1  # weight of L_s (specific consistency)
+    triplet_weight: Annotated[float, NON_NEGATIVE] = 0.01  # weight of L_m (triplet on shared features)
+    ortho_weight: Annotated[float, NON_NEGATIVE] = 0.01  # weight of L_o (shared ⟂ specific)
     triplet_margin: Annotated[float, NON_NEGATIVE] = 0.15  # μ = margin · |y_anchor − y_negative|
     ortho_chunk: Annotated[int, WIDTH] = 50  # must divide d_model (MOSI 50, MOSEI 10)
     # ablations (paper Table 2)
     modalities: Literal["LAV", "L", "A", "V", "LA", "LV"] = "LAV"
-    use_recon: bool = True
-    use_specific: bool = True
-    use_triplet: bool = True
-    use_ortho: bool = True
-    fdm: bool = True
-    lfa: bool = True
-    hierarchical: bool = True
+    use_recon: bool = True  # L_r on; False: ablated
+    use_specific: bool = True  # L_s on; False: ablated
+    use_triplet: bool = True  # L_m on; False: ablated
+    use_ortho: bool = True  # L_o on; False: ablated
+    fdm: bool = True  # the feature disentanglement module (shared + specific); False: ablated
+    lfa: bool = True  # the language-focused attractor (LFA); False: ablated
+    hierarchical: bool = True  # the hierarchical predictions ŷ_c, ŷ_m and their losses; False: ablated
     # schedule (adapters/accumulation.py)
     lr: Annotated[float, POSITIVE] = 1e-4
     # not "batch_size": fingerprints drop that name, and it shapes results; at most the train rows
@@ -176,8 +176,8 @@ class DLFConfig(Checked):
     accumulate: Annotated[int, between(1, 10_000)] = 10  # update_epochs
     clip_value: Annotated[float | None, POSITIVE] = 0.6  # clip_grad_value_; None: no clipping
     plateau_factor: Annotated[float, FRACTION] = 0.5  # ReduceLROnPlateau needs a factor < 1
-    plateau_patience: Annotated[int, between(0, 1_000_000)] = 5
-    early_stop: Annotated[int, EPOCHS] = 10
+    plateau_patience: Annotated[int, between(0, 1_000_000)] = 5  # ReduceLROnPlateau's patience (epochs)
+    early_stop: Annotated[int, EPOCHS] = 10  # stop this many epochs after the best val epoch
     min_improvement: Annotated[float, NON_NEGATIVE] = 1e-6
     max_epochs: Annotated[int, EPOCHS] = 200
     # intra-op CPU threads of the fit: 1 as every adapter fit (on a busy machine more threads spin-wait);

@@ -54,10 +54,10 @@ TERMS = ("shared", "unique", "rec")  # the encoders' loss terms (`DRIMU.objectiv
 
 @dataclass(frozen=True)
 class DRIMUConfig(BaselineConfig):
-    alpha: Annotated[float, NON_NEGATIVE] = 1.0
-    gamma: Annotated[float, NON_NEGATIVE] = 0.8
+    alpha: Annotated[float, NON_NEGATIVE] = 1.0  # α, weight of L_shared (InfoNCE of z_s1, z_s2)
+    gamma: Annotated[float, NON_NEGATIVE] = 0.8  # γ, weight of L_unique (fooling the discriminators)
     temperature: Annotated[float, POSITIVE] = 0.07
-    discriminator_lr: Annotated[float, POSITIVE] = 1e-3
+    discriminator_lr: Annotated[float, POSITIVE] = 1e-3  # learning rate of the discriminators' optimizer
 
 
 @METHODS.register("drimu")

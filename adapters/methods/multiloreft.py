@@ -104,27 +104,30 @@ class MultiLoReFTConfig(Checked):
     rank: Annotated[int | None, WIDTH] = None  # initial rank of every subspace, at most min(d1, d2); None: min(d1, d2)
     hidden: Annotated[int, WIDTH] = 64
     activation: Literal["gelu", "relu", "tanh"] = "gelu"
+    # one R_s for both modalities (tied) or one each; auto: tied iff d1 = d2
     shared_projection: Literal["auto", "tied", "per_modality"] = "auto"
     standardize: bool = True
-    use_indep: bool = True
-    use_orth: bool = True
-    use_mi: bool = True
-    hsic_estimator: Literal["biased", "unbiased"] = "biased"
+    use_indep: bool = True  # L_indep (HSIC between shared and specific parts); False: ablated
+    use_orth: bool = True  # L_orth (orthogonal subspaces); False: ablated
+    use_mi: bool = True  # L_MI (InfoNCE between z_s1 and z_s2); False: ablated
+    hsic_estimator: Literal["biased", "unbiased"] = "biased"  # HSIC estimator of L_indep
     temperature: Annotated[float, POSITIVE] = 0.1
+    # loss weights: GradNorm over the stage's projections, or fixed_weights
     weighting: Literal["gradnorm", "fixed"] = "gradnorm"
-    gradnorm_alpha: Annotated[float, NON_NEGATIVE] = 1.5
-    gradnorm_lr: Annotated[float, POSITIVE] = 0.025
+    gradnorm_alpha: Annotated[float, NON_NEGATIVE] = 1.5  # GradNorm's α (restoring force)
+    gradnorm_lr: Annotated[float, POSITIVE] = 0.025  # learning rate of GradNorm's loss weights
     fixed_weights: Annotated[tuple[float, ...], NON_NEGATIVE, Length(3)] = (1.0, 1.0, 1.0)  # indep, orth, mi
-    staged: bool = True
+    staged: bool = True  # shared, private, joint stages; False: one joint stage from the start
     patience: Annotated[int, EPOCHS] = 40
-    joint_patience: Annotated[int, EPOCHS] = 100
+    joint_patience: Annotated[int, EPOCHS] = 100  # patience of the joint stage
     min_rel_improvement: Annotated[float, NON_NEGATIVE] = 1e-3
     # 0 skips a stage; the schedule trains at least one epoch (`check`)
     max_epochs_shared: Annotated[int, between(0, MAX_EPOCHS)] = 100
-    max_epochs_private: Annotated[int, between(0, MAX_EPOCHS)] = 100
-    max_epochs_joint: Annotated[int, between(0, MAX_EPOCHS)] = 200
-    prune: bool = True
-    prune_threshold: Annotated[float, NON_NEGATIVE] = 0.1
+    max_epochs_private: Annotated[int, between(0, MAX_EPOCHS)] = 100  # epoch cap of the private stage
+    max_epochs_joint: Annotated[int, between(0, MAX_EPOCHS)] = 200  # epoch cap of the joint stage
+    prune: bool = True  # prune ranks after each joint epoch (Algorithm 2)
+    prune_threshold: Annotated[float, NON_NEGATIVE] = 0.1  # ε: singular values below it are dropped
+    # prune only while the val L_MI is within this fraction of its best
     prune_mi_tolerance: Annotated[float, NON_NEGATIVE] = 0.10
     lr: Annotated[float, POSITIVE] = 1e-2
     weight_decay: Annotated[float, NON_NEGATIVE] = 1e-3  # on the maps f

@@ -143,7 +143,7 @@ class S3Config(Checked):
     # widths d_m, one per modality in the method's order; None: DEFAULT_WIDTH each
     widths: Annotated[tuple[int, ...] | None, WIDTH, Length(2)] = None
     ffn_ratio: Annotated[int, between(1, 64)] = 4  # d_ff = ffn_ratio · d
-    layers: Annotated[int, between(1, 64)] = 5
+    layers: Annotated[int, between(1, 64)] = 5  # MoE transformer layers per modality
     heads: Annotated[int, between(1, 64)] = 5  # divides every width
     dropout: Annotated[float, Between(0, 1, high_open=True)] = 0.1
     # PyTorch's layer also drops attention weights (0.1); off by default: it doubled the attention's cost
@@ -153,30 +153,32 @@ class S3Config(Checked):
     expansion: Annotated[int, between(1, 64)] = 8  # E; N_E = E·G experts
     top_k: Annotated[int | None, between(1, 4096)] = None  # None: G (the paper's choice)
     router_noise: Annotated[float, NON_NEGATIVE] = 1.0  # σ = router_noise / N_E, Specialization only
-    selection_router_noise: bool = False
-    pooling: Literal["last", "mean"] = "last"
+    selection_router_noise: bool = False  # router noise in Selection too
+    pooling: Literal["last", "mean"] = "last"  # a sequence's vector: its last valid step, or the mean
     standardize: bool = True
     loss_head: Literal["auto", "linear", "none"] = "auto"  # auto: linear iff the widths differ
     temperature: Annotated[float, POSITIVE] = 0.07
-    intra_weight: Annotated[float, NON_NEGATIVE] = 1.0
-    cross_weight: Annotated[float, NON_NEGATIVE] = 1.0
-    aux_weight: Annotated[float, NON_NEGATIVE] = 0.01
+    intra_weight: Annotated[float, NON_NEGATIVE] = 1.0  # λ_intra, weight of the within-modality InfoNCE
+    cross_weight: Annotated[float, NON_NEGATIVE] = 1.0  # λ_cross, weight of the cross-modal InfoNCE
+    aux_weight: Annotated[float, NON_NEGATIVE] = 0.01  # λ_aux, weight of the routing losses
     # importance, load, local entropy, global entropy
     aux_weights: Annotated[tuple[float, ...], NON_NEGATIVE, Length(4)] = (1.0, 1.0, 1.0, 1.0)
+    # Selection's losses: L_TS + β L_IM, one of them, or no Selection
     selection_losses: Literal["both", "ts", "im", "none"] = "both"
-    beta: Annotated[float, NON_NEGATIVE] = 1.0
+    beta: Annotated[float, NON_NEGATIVE] = 1.0  # β, weight of L_IM in Selection
     target: str | None = None  # None: the dataset's joint label
     binarize_at: Annotated[float, FINITE] = 0.0  # a continuous label's class is y >= binarize_at
     lr: Annotated[float, POSITIVE] = 1e-3
-    selection_lr: Annotated[float, POSITIVE] = 1e-3
+    selection_lr: Annotated[float, POSITIVE] = 1e-3  # learning rate of Selection (the routers)
     weight_decay: Annotated[float, NON_NEGATIVE] = 0.0
     # not "batch_size": fingerprints drop that name, and here it shapes the result; at most the train rows
     minibatch_size: Annotated[int, between(2, 2**20)] = 128
-    max_epochs_specialization: Annotated[int, EPOCHS] = 100
+    max_epochs_specialization: Annotated[int, EPOCHS] = 100  # epoch cap of Specialization
     max_epochs_selection: Annotated[int, between(0, MAX_EPOCHS)] = 20  # 0: no Selection
     patience: Annotated[int, EPOCHS] = 5
     min_rel_improvement: Annotated[float, NON_NEGATIVE] = 1e-3
-    sparsify_batch_size: Annotated[int, between(1, 2**20)] = 128
+    sparsify_batch_size: Annotated[int, between(1, 2**20)] = 128  # rows per Sparsification batch
+    # C values of the val probe that chooses ρ
     probe_c_grid: Annotated[tuple[float, ...], POSITIVE, Length(1, None)] = (0.01, 0.1, 1.0, 10.0, 100.0)
     device: Annotated[str, DEVICE] = "auto"
 

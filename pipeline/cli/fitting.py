@@ -42,13 +42,16 @@ def _report_fit(outcome: FitOutcome) -> None:
 def _fit_with_progress(store: Store, method: str, dataset: str, inputs: dict[str, str | None], config: Any,
                        seeds: list[int], data_version: str | None, jobs: int,
                        pooling: str | None = None) -> list[FitOutcome]:
+    from mmpipe.pipeline.cli.fit_progress import FitProgress
     from mmpipe.pipeline.fit import fit_runs
 
     chosen = " + ".join(f"{m}={f}" if f else m for m, f in inputs.items())
-    what = f"fitting {method} on {dataset} ({chosen}), seeds {','.join(map(str, seeds))}"
-    with err.status(what + (f" in {jobs} processes" if jobs > 1 else "")) as status:
+    if err.is_terminal:  # above the bars; a log gets each stage's end and each run (`_report_fit`)
+        err.print(f"fitting {method} on {dataset} ({chosen}), seeds {','.join(map(str, seeds))}"
+                  + (f" in {jobs} processes" if jobs > 1 else ""), markup=False, highlight=False)
+    with FitProgress(err) as shown:
         return fit_runs(store, method, dataset, inputs, config, seeds, data_version, jobs=jobs, on_done=_report_fit,
-                        progress=lambda message: status.update(f"{what}: {message}"), pooling=pooling)
+                        progress=shown.message, pooling=pooling, on_epoch=shown.epoch)
 
 
 def fit_inputs(store: Store, dataset: str, given: list[str], m1: str | None, m2: str | None,
