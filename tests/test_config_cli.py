@@ -182,8 +182,8 @@ def test_fit_one_refuses_components_with_nan(sim_root, monkeypatch):
     """The last guard: whatever the loops saw, NaN components are not published."""
     cls = METHODS.get("inputs")
 
-    def poisoned(self, inputs):
-        return {k: torch.full_like(v, float("nan")) for k, v in original(self, inputs).items()}
+    def poisoned(self, inputs, lengths=None):
+        return {k: torch.full_like(v, float("nan")) for k, v in original(self, inputs, lengths).items()}
 
     original = cls.transform
     monkeypatch.setattr(cls, "transform", poisoned)
