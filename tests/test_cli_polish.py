@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shlex
 import shutil
 import subprocess
@@ -74,7 +75,9 @@ def test_version_is_mmpipes_own():
 
 def test_shell_completion_prints_a_script():
     command = [shutil.which("mmpipe")] if shutil.which("mmpipe") else [sys.executable, "-m", "mmpipe.pipeline"]
-    result = subprocess.run([*command, "--show-completion", "bash"], capture_output=True, text=True)
+    # Typer detects the shell from the parent processes; its test switch makes the option take the shell's name
+    env = {**os.environ, "_TYPER_COMPLETE_TEST_DISABLE_SHELL_DETECTION": "1"}
+    result = subprocess.run([*command, "--show-completion", "bash"], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     assert "complete -o default -F" in result.stdout and "_COMPLETE=complete_bash" in result.stdout
 

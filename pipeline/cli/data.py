@@ -103,7 +103,7 @@ def info(
 
     A damaged entry is skipped and named on stderr (exit 0 all the same: `mmpipe verify` checks
     the store and exits 1 on damage). JSON: {"store", "manifests", "features", "runs"}, one object
-    per row of the tables."""
+    per row of the tables (a feature's "ingest": its provenance record, null unless ingested)."""
     from mmpipe.pipeline.cli.ingest import ingested_table
     from mmpipe.store.damage import DamagedError
     from mmpipe.store.verify import missing_manifests
@@ -131,7 +131,7 @@ def info(
     entries = [e for e in listing.entries if dataset is None or e.meta.get("dataset") == dataset]
     features = [{"name": e.name, "fingerprint": e.fingerprint, "shape": list(e.shape), "dtype": e.meta["dtype"],
                  "missing": int(e.meta.get("n_missing", 0)), "bytes": e.disk_bytes(),
-                 "created": e.meta.get("created_at", "")} for e in entries]
+                 "created": e.meta.get("created_at", ""), "ingest": e.meta.get("ingest")} for e in entries]
     run_listing = store.scan_runs()
     skipped += run_listing.damaged  # a damaged run may not say its dataset: always named
     runs = [{"run": r.run_id, "dataset": r.record.dataset, "inputs": dict(r.record.inputs), "seed": r.record.seed,
