@@ -46,7 +46,7 @@ from mmpipe.evaluate import retrieval
 from mmpipe.evaluate.delta import JOINT_OWNER, mean_std
 from mmpipe.evaluate.metrics import display, headline, higher_is_better
 from mmpipe.evaluate.reproduce import TableSpec
-from mmpipe.evaluate.reproduce_papers import SIMSEQ, SIMSEQ_S3_TARGET
+from mmpipe.evaluate.reproduce_papers import DLF_INPUTS, SIMSEQ, SIMSEQ_S3_TARGET
 from mmpipe.evaluate.tables import Cell, Table, format_mean_std
 from mmpipe.store.errors import UserError
 from mmpipe.store.manifest import Manifest
@@ -64,7 +64,11 @@ FUSION = {
     "contrastive": "aligned (late)",
     "early-fusion": "early", "late-fusion": "late",
     "cross-attention": "intermediate", "mult-interactions": "intermediate",
+    "s3": "intermediate (experts)", "dlf": "factorised",
 }
+ON_REQUEST = ("s3", "dlf")  # expensive sequence models with tables of their own: only when --method names them
+ALL_MODALITIES = {"dlf": DLF_INPUTS}  # methods that take every modality (in this order); the rest the first two
+OWN_LABEL = ("dlf",)  # picks the sentiment-scaled label itself (dlf.regression_target): no target set
 RATES = (0.0, 0.2, 0.4, 0.6)  # the survey's removal rates
 MODES = ("zero", "mean")
 MODE_TEXT = {"zero": "zeros (absent input)", "mean": "the train split's mean of that modality"}
@@ -84,13 +88,28 @@ class SurveySpec:
     mode: str
     table: TableSpec
 
-    def for_dataset(self, dataset: str, modalities: Sequence[str]) -> TableSpec:
-        """The fits on one dataset: its first two modalities; on simseq the supervised methods
-        (config field ``target``) trained on its task label."""
-        label = TASK_LABELS.get(dataset)
-        fits = tuple((m, (("target", label),) if label and _has_field(m, "target") else ())
-                     for m in self.methods)
-        return dataclasses.replace(self.table, datasets=(dataset,), fits=fits, inputs=tuple(modalities[:2]))
+    def for_dataset(self, manifest: Manifest) -> tuple[list[TableSpec], list[str]]:
+        """The fits on one dataset, one spec per input set (the dataset's first two modalities;
+        DLF's three where it has them and a continuous task label), and a line per method that
+        does not apply. On simseq the supervised methods (config field ``target``) are trained
+        on its task label."""
+        modalities = tuple(m.name for m in manifest.modalities)
+        label = TASK_LABELS.get(manifest.dataset)
+        kind = manifest.label(task_label(manifest)[0]).kind
+        groups: dict[tuple[str, ...], list] = {}
+        left_out = []
+        for method in self.methods:
+            inputs = ALL_MODALITIES.get(method, modalities[:2])
+            if not set(inputs) <= set(modalities) or (method in OWN_LABEL and kind != "continuous"):
+                left_out.append(f"survey: {method} does not apply to {manifest.dataset} (it takes "
+                                f"{', '.join(inputs)} and a continuous label; {manifest.dataset} has "
+                                f"{', '.join(modalities)} and a {kind} task label)")
+                continue
+            changes = (("target", label),) if label and _has_field(method, "target") and method not in OWN_LABEL else ()
+            groups.setdefault(tuple(inputs), []).append((method, changes))
+        specs = [dataclasses.replace(self.table, datasets=(manifest.dataset,), fits=tuple(fits), inputs=inputs)
+                 for inputs, fits in groups.items()]
+        return specs, left_out
 
 
 def _has_field(method: str, name: str) -> bool:
@@ -98,15 +117,15 @@ def _has_field(method: str, name: str) -> bool:
 
 
 def survey_spec(methods: Sequence[str] | None = None, mode: str | None = None) -> SurveySpec:
-    """The survey's setup: ``methods`` (default: every method of `FUSION`; MultiLoReFT is always
-    fitted), ``mode`` (default ``zero``); refused in one line before any work."""
+    """The survey's setup: ``methods`` (default: every method of `FUSION` but `ON_REQUEST`;
+    MultiLoReFT is always fitted), ``mode`` (default ``zero``); refused in one line before any work."""
     mode = MODES[0] if mode is None else mode
     if mode not in MODES:
         raise UserError(f"unknown --mode {mode!r} for reproduce survey; valid: {', '.join(MODES)}")
     unknown = [m for m in methods or () if m not in FUSION]
     if unknown:
         raise UserError(f"--method {unknown[0]!r} is not a method of reproduce survey; valid: {', '.join(FUSION)}")
-    chosen = tuple(m for m in FUSION if not methods or m in methods or m == SIZE_SOURCE)
+    chosen = tuple(m for m in FUSION if (m in methods if methods else m not in ON_REQUEST) or m == SIZE_SOURCE)
     table = TableSpec(KEY, "The fusion survey's Experiments 1–3", DATASETS, tuple((m, ()) for m in chosen),
                       COMPONENTS, inputs=(), seeds=3, simulation_n=None)
     return SurveySpec(chosen, mode, table)
@@ -254,7 +273,7 @@ def fusion_table(store: Store, spec: SurveySpec, settings: Sequence[Setting]) ->
                          "WHERE list_contains(?, run_id)", runs)
     values = {(row["run_id"], row["component"], row["label"], row["metric"]): row["value"] for row in found}
     protocols = {}
-    for row in found:
+    for row in (r for r in found if r["component"] == FUSED):
         protocols.setdefault((row["label"], row["metric"]), set()).add(row["protocol"])
     rows, rules = [], set()
     for setting in settings:

@@ -17,15 +17,17 @@ stored is lost.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from mmpipe.adapters.registry import METHODS
 from mmpipe.evaluate import reproduce_survey as survey
 from mmpipe.evaluate.metrics import k_shot_name
 from mmpipe.evaluate.metrics import metric as metric_of
 from mmpipe.evaluate.probes import ProbeConfig
-from mmpipe.evaluate.reproduce import probe_missing
+from mmpipe.evaluate.reproduce import TableSpec, probe_missing
 from mmpipe.evaluate.results import save_stress
 from mmpipe.pipeline.reproduce import fit_table
 from mmpipe.pipeline.stress import StressConfig, stress_run
@@ -40,6 +42,7 @@ K_SHOT = re.compile(metric_of(k_shot_name(1)).pattern)  # the k-shot accuracies'
 @dataclass(frozen=True)
 class SurveyOutcome:
     settings: tuple[survey.Setting, ...]
+    left_out: tuple[str, ...]  # one line per (method, dataset) that does not apply
     probed: int  # runs newly probed
     stressed: int  # (run, modality) stresses newly scored
 
@@ -50,20 +53,29 @@ def run_survey(store: Store, spec: survey.SurveySpec, seeds: list[int], versions
     """Fit, probe and stress everything the survey's tables need on the datasets of ``versions``
     (dataset → manifest version), in the survey's dataset order."""
     say = progress or (lambda message: None)
-    settings, probed, stressed = [], 0, 0
+    settings, left_out, probed, stressed = [], [], 0, 0
     for dataset in [d for d in spec.table.datasets if d in versions]:
         manifest = store.manifest(dataset, versions[dataset])
         label, metric = survey.task_label(manifest)
-        table = spec.for_dataset(dataset, [m.name for m in manifest.modalities])
-        runs = fit_table(store, table, seeds, {dataset: versions[dataset]}, max_epochs, progress=say, jobs=jobs,
-                         overrides=overrides)
+        tables, lines = spec.for_dataset(manifest)
+        left_out += lines
+        runs = [run for table in tables for run in fit_table(store, table, seeds, {dataset: versions[dataset]},
+                                                             max_epochs, progress=say, jobs=jobs,
+                                                             overrides=_taken(table, overrides or []))]
         probed += probe_missing(store, runs, progress=say)
         for index, run in enumerate(runs, 1):
             for modality in run.record.inputs:
                 say(f"survey: stressing [{index}/{len(runs)}] {run.run_id}: {modality} {spec.mode}")
                 stressed += _stress(store, run, modality, spec.mode, label)
         settings.append(survey.Setting(dataset, tuple(runs), label, metric))
-    return SurveyOutcome(tuple(settings), probed, stressed)
+    return SurveyOutcome(tuple(settings), tuple(left_out), probed, stressed)
+
+
+def _taken(table: TableSpec, overrides: list[str]) -> list[str]:
+    """The ``--set`` items some method of ``table`` has a field for (all were checked against the
+    survey's methods; a method left out on this dataset takes none here)."""
+    fields = {f.name for method, _ in table.fits for f in dataclasses.fields(METHODS.get(method).Config)}
+    return [item for item in overrides if item.partition("=")[0].strip() in fields]
 
 
 def _stress(store: Store, run: RunEntry, modality: str, mode: str, label: str) -> int:

@@ -262,7 +262,7 @@ def cases(store: Path, scratch: Path, run_id: str) -> list[Case]:
         "--jobs": [*INTEGER_BAD, "0"], "--format": ["pdf", UNICODE]})
     found += [Case("reproduce", ("reproduce", bad), "", f"table {bad!r}") for bad in ("nope", UNICODE, "", "table2")]
     found += _option_cases("reproduce", ("reproduce", "survey", "--n", "200", "--seeds", "1"), {
-        "--method": ["nope", UNICODE, "", "s3", "inputs"], "--mode": ["nope", UNICODE, "", "drop", "noise"],
+        "--method": ["nope", UNICODE, "", "inputs", "sim1"], "--mode": ["nope", UNICODE, "", "drop", "noise"],
         "--dataset": ["nope", UNICODE, "sim2"]})
     found += [Case("reproduce", ("reproduce", "table1", option, value), option.lstrip("-"), f"{option} on table1")
               for option, value in (("--method", "drimu"), ("--mode", "zero"))]

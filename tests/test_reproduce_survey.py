@@ -7,7 +7,8 @@ from __future__ import annotations
 import pytest
 from typer.testing import CliRunner
 
-from mmpipe.evaluate.reproduce_survey import RATES
+from mmpipe.evaluate.reproduce_papers import DLF_INPUTS
+from mmpipe.evaluate.reproduce_survey import RATES, survey_spec
 from mmpipe.pipeline.cli import app
 from mmpipe.store.results import fetch, reading
 from mmpipe.store.root import Store
@@ -111,8 +112,23 @@ def test_a_narrower_stress_is_completed_and_kept(first):
         (rate, c, label) for rate in RATES for c in ("fused", "z_s") for label in ("y_cond", "y_s")}
 
 
+def test_s3_and_dlf_only_when_asked_and_where_they_apply(first):
+    store, _ = first
+    assert "s3" not in survey_spec().methods and "dlf" not in survey_spec().methods
+    spec = survey_spec(["s3", "dlf"])
+    assert spec.methods == ("multiloreft", "s3", "dlf")  # multiloreft always: it sizes the baselines
+    tables, left_out = spec.for_dataset(Store.open(store).manifest("sim1"))
+    assert [(t.inputs, t.fits) for t in tables] == [(("m1", "m2"), (("multiloreft", ()), ("s3", ())))]
+    assert left_out == ["survey: dlf does not apply to sim1 (it takes text, audio, vision and a continuous label; "
+                        "sim1 has m1, m2 and a continuous task label)"]
+    tables, left_out = spec.for_dataset(Store.open(store).manifest("simseq"))
+    assert [(t.inputs, t.fits) for t in tables] == [
+        (("text", "audio"), (("multiloreft", ()), ("s3", (("target", "sentiment"),)))),
+        (DLF_INPUTS, (("dlf", ()),))] and not left_out  # dlf picks simseq's sentiment label itself
+
+
 @pytest.mark.parametrize(("args", "message"), [
-    (["survey", "--method", "s3"], "--method 's3' is not a method of reproduce survey"),
+    (["survey", "--method", "inputs"], "--method 'inputs' is not a method of reproduce survey"),
     (["survey", "--mode", "drop"], "unknown --mode 'drop'"),
     (["table1", "--method", "drimu"], "apply to `mmpipe reproduce survey` only"),
     (["survey", "--dataset", "sim2"], "--dataset 'sim2' is not a dataset of survey"),

@@ -59,7 +59,7 @@ def reproduce(
     names: NamesOption = None,
     methods: Annotated[list[str] | None, typer.Option(
         "--method", help="survey only: these methods (repeatable); multiloreft is always fitted, it sizes the "
-                         "others.", show_default="all its methods")] = None,
+                         "others.", show_default="all its methods but s3 and dlf")] = None,
     mode: Annotated[str | None, typer.Option(
         "--mode", help="survey only: how removed inputs are fed, zero or mean (the train mean).",
         show_default="zero")] = None,
@@ -149,6 +149,8 @@ def _survey(store: Any, spec: Any, seeds: int, versions: dict[str, str], max_epo
     with err.status("reproducing survey") as status:
         outcome = run_survey(store, spec, list(range(seeds)), versions, max_epochs, progress=status.update, jobs=jobs,
                              overrides=overrides)
+    for line in outcome.left_out:
+        err.print(line, markup=False, highlight=False)
     err.print(f"{sum(len(s.runs) for s in outcome.settings)} runs ({outcome.probed} newly probed, {outcome.stressed} "
               f"modality stresses newly scored) in {time.perf_counter() - started:.0f} s", markup=False, highlight=False)
     return outcome.settings
