@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shlex
 import shutil
 import subprocess
@@ -48,6 +49,15 @@ def test_help_shows_every_default_once_and_no_hand_written_default():
     assert "[default: 0,1,2,3]" in fit and "(mean)]" in fit and fit.count("[default: 1]") == 1  # --jobs
     simulate = _help("simulate")
     assert "10000 for sim1/sim2" in simulate and "[default: float32]" in simulate
+
+
+def test_no_help_text_is_eaten_as_markup():
+    for name, command in _group().commands.items():
+        shown = " ".join(re.sub(r"[│╭╮╰╯─]", " ", _help(name)).split())
+        texts = [p.help for p in command.params if getattr(p, "help", None) and not getattr(p, "hidden", False)]
+        texts += [paragraph.replace("\\[", "[") for paragraph in (command.help or "").split("\n\n")]
+        for text in texts:
+            assert " ".join(text.replace("\\[", "[").split()) in shown, (name, text)
 
 
 def test_every_command_has_one_example_that_is_a_valid_invocation():

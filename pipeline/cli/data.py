@@ -244,7 +244,7 @@ def extract(
     sequence: Annotated[bool, typer.Option("--sequence", help="Also store the last layer's frame/token outputs "
                                            "(T, D) + lengths as <dataset>.<modality>.<encoder>-seq; bound T with "
                                            "--set max_steps=N.")] = False,
-    engine: Annotated[str, typer.Option("--engine", help="local, or ray (pip install \"mmpipe[ray]\").")] = "local",
+    engine: Annotated[str, typer.Option("--engine", help="local, or ray (pip install \"mmpipe\\[ray]\").")] = "local",
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="Join this Ray cluster (with --engine "
                                                     "ray).", show_default="start a local one")] = None,
     allow_failures: Annotated[bool, typer.Option("--allow-failures", help="Exit 0 even if some media failed.")] = False,
