@@ -154,6 +154,21 @@ def test_query_prints_cells_verbatim(probed_store):
     assert any("z" * 300 in line for line in result.output.splitlines())
 
 
+def test_report_tables_piped_are_neither_cut_nor_wrapped(capsys):
+    """`report` and `reproduce` print through `emit_tables`: a long cell, title and note stay whole."""
+    from mmpipe.evaluate.tables import Cell, Table
+    from mmpipe.pipeline.cli.app import emit_tables
+
+    variant = "multiloreft [prune=False, lr=0.005, " + "x" * 150 + "]"
+    note = "every number: test split, probes fitted on train, C chosen on val; " + "n" * 120
+    table = Table("ablations", "a title " + "t" * 120, "", ["variant", "Δ"], [[Cell(variant), Cell("0.123 ± 0.004")]],
+                  notes=[note])
+    emit_tables([table], "terminal", None, "1 table", file_width=240)
+    lines = capsys.readouterr().out.splitlines()
+    for text in (variant, note, table.title):
+        assert any(text in line for line in lines), text
+
+
 @pytest.mark.parametrize("method", [p.name for p in plugins("methods")])
 def test_config_lists_every_field_with_type_default_and_meaning(method):
     from mmpipe.adapters import METHODS
