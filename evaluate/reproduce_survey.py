@@ -9,9 +9,11 @@ What is compared (the survey's "factorised representations against monolithic fu
 - methods: the factorised ones (MultiLoReFT, DRIM-U, APOLLO), contrastive alignment, and monolithic
   fusion (early, late, cross-attention, multiplicative interactions), every one on the same
   inputs: the dataset's first two modalities (``m1, m2``; ``text, audio`` for simseq and the affect
-  datasets), sequences mean-pooled (every method here takes pooled rows; S3 and DLF have their own
-  tables). MultiLoReFT is always fitted: the baselines are sized by its run of the same seed
-  (paper §5.1);
+  datasets), sequences mean-pooled. MultiLoReFT is always fitted: the baselines are sized by its
+  run of the same seed (paper §5.1). The sequence models, expensive and with tables of their own,
+  only when asked (``--method s3`` / ``dlf``): S3 on the same two modalities (their sequences where
+  the dataset has them), DLF on all three sequences where the dataset has them and a continuous
+  task label (it regresses one); a method that does not apply to a dataset is named in one line;
 - the task label: the dataset's ``joint`` label, the one the supervised baselines are trained on
   (Simulation I ``y_cond``; simseq, which has several, ``sentiment`` as in the S3/DLF tables; the
   affect datasets' sentiment / humour / sarcasm), scored by its headline metric
@@ -22,7 +24,9 @@ Tables:
 1. **Missing modalities** (survey: "remove 0 %, 20 %, 40 % and 60 % of inputs from different
    modalities during evaluation"): `mmpipe stress`'s protocol (`pipeline/stress.py`) for each
    modality at ``RATES``, the probes fitted once on the clean train split; rows method × component
-   (``fused`` and, for the factorised methods, the shared ``z_s``) × removed modality. "Remove" is
+   (``fused`` and, for the factorised methods, the shared ``z_s``) × removed modality; the same
+   removed rows (seed ``STRESS_SEED``) for every method and seed, so the methods are compared on
+   one corruption. "Remove" is
    read as the input being absent and fed as zeros (``zero``, the MultiBench/MMSA convention and
    the same rule for every method: none has a missing-input rule of its own); ``mean`` (the train
    mean) is the other fill offered.
@@ -211,7 +215,7 @@ def missing_table(store: Store, spec: SurveySpec, settings: Sequence[Setting]) -
                     rows.append([Cell(setting.dataset), Cell(method), Cell(component), Cell(modality), *cells])
     notes = [_seeds_note(settings), *_label_notes(settings),
              f"Protocol (mmpipe stress): the probes are fitted once on the clean train split (selected on val); "
-             f"at rate r a seeded (seed {STRESS_SEED}), nested ⌊r·n + ½⌋ of the n test rows get the removed "
+             f"at rate r a seeded (seed {STRESS_SEED}), nested r·n (rounded, halves up) of the n test rows get the removed "
              f"modality as {MODE_TEXT[spec.mode]}; the same test rows and labels at every rate, so rate 0 is the "
              "clean probe score."]
     return Table("survey-missing", "Survey Experiment 1: missing modalities",
@@ -251,7 +255,7 @@ def retrieval_table(store: Store, spec: SurveySpec, settings: Sequence[Setting])
                     cells = [_cell([v for r in method_runs for v in values[(r.run_id, *direction, metric)]])
                              for metric in retrieval.METRIC_NAMES]
                     rows.append([Cell(setting.dataset), Cell(method),
-                                 Cell(f"{direction[2]} → {direction[3]}"), Cell(", ".join(map(str, n)) or "—"),
+                                 Cell(direction[2]), Cell(direction[3]), Cell(", ".join(map(str, n)) or "—"),
                                  *cells])
     notes = [_seeds_note(settings), *protocols,
              "Chance: R@k = k/N, median rank ≈ N/2 (N candidates: the valid test rows)."]
@@ -262,7 +266,7 @@ def retrieval_table(store: Store, spec: SurveySpec, settings: Sequence[Setting])
                  "Zero-shot retrieval of each test row's partner (the same sample) in the other modality's "
                  "embedding, by cosine similarity, for the methods that embed both modalities in one space. "
                  + NO_PAPER,
-                 ["Dataset", "Method", "Query → target", "N", *(display(m) for m in retrieval.METRIC_NAMES)], rows,
+                 ["Dataset", "Method", "Query", "Target", "N", *(display(m) for m in retrieval.METRIC_NAMES)], rows,
                  rule_before=frozenset(rules - {0}), notes=notes)
 
 
