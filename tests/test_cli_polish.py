@@ -92,6 +92,19 @@ def test_shell_completion_prints_a_script():
     assert "complete -o default -F" in result.stdout and "_COMPLETE=complete_bash" in result.stdout
 
 
+def test_completion_offers_the_registered_names():
+    mmpipe = shutil.which("mmpipe")
+    if mmpipe is None:
+        pytest.skip("the mmpipe script is not installed on PATH")
+    for words, expected in (("mmpipe fit mult", ["mult-interactions", "multiloreft"]),
+                            ("mmpipe extract cremad --encoder wav", ["wav2vec2", "wavlm"]),
+                            ("mmpipe list me", ["methods"]), ("mmpipe config dr", ["drimu"])):
+        env = {**os.environ, "_MMPIPE_COMPLETE": "complete_bash", "COMP_WORDS": words,
+               "COMP_CWORD": str(len(words.split()) - 1)}
+        result = subprocess.run([mmpipe], capture_output=True, text=True, env=env)
+        assert result.stdout.split() == expected, (words, result.stdout, result.stderr)
+
+
 def test_importing_the_cli_loads_no_heavy_library():
     code = ("import sys, mmpipe.pipeline.cli; "
             f"print(' '.join(m for m in {LIGHT!r} if m in sys.modules))")

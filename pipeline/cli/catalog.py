@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,11 @@ def plugins(kind: str) -> list[Plugin]:
 _REGISTER = re.compile(r'^@\w+\.register\("([^"\\]+)"\)[ \t]*\n(?=(?:@.*\n)*class )', re.MULTILINE)
 _DESCRIPTION = re.compile(r"^[ \t]+description[ \t]*=[ \t]*", re.MULTILINE)
 _TOP_LEVEL = re.compile(r"^(?=\S)(?!class |@)", re.MULTILINE)
+
+
+def completer(kind: str) -> Callable[[str], list[str]]:
+    """Shell completion of a plug-in name of ``kind`` (``typer.Argument(autocompletion=...)``)."""
+    return lambda incomplete: [p.name for p in plugins(kind) if p.name.startswith(incomplete)]
 
 
 def _imported_modules(package: Path) -> list[str]:

@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from mmpipe.pipeline.cli.app import app, out, user_errors
+from mmpipe.pipeline.cli.catalog import completer
 from mmpipe.store.config import field_meanings
 from mmpipe.store.ranges import field_specs, show
 
@@ -19,7 +20,8 @@ from mmpipe.store.ranges import field_specs, show
 @app.command("config", epilog="Example: mmpipe config multiloreft --json")
 @user_errors
 def config_command(
-    method: Annotated[str, typer.Argument(help="Adapter method (see `mmpipe list methods`).")],
+    method: Annotated[str, typer.Argument(help="Adapter method (see `mmpipe list methods`).",
+                                          autocompletion=completer("methods"))],
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON (stable keys) instead of a table.")] = False,
 ) -> None:
     """Every config field of a method: type and valid range, default, meaning. Set one with `fit --set

@@ -19,7 +19,7 @@ from mmpipe.pipeline.cli.app import (
     store_of,
     user_errors,
 )
-from mmpipe.pipeline.cli.catalog import PACKAGES, plugins
+from mmpipe.pipeline.cli.catalog import PACKAGES, completer, plugins
 from mmpipe.store.config import apply_overrides, option_label
 from mmpipe.store.errors import UserError, human_size
 
@@ -69,7 +69,9 @@ def simulate(
 @app.command("list", epilog="Example: mmpipe list methods --json")
 @user_errors
 def list_(
-    what: Annotated[str | None, typer.Argument(help="datasets, encoders or methods.", show_default="all three")] = None,
+    what: Annotated[str | None, typer.Argument(help="datasets, encoders or methods.", show_default="all three",
+                                               autocompletion=lambda incomplete: [k for k in PACKAGES
+                                                                                  if k.startswith(incomplete)])] = None,
     as_json: JsonOption = False,
 ) -> None:
     """List the registered datasets, encoders and adapter methods.
@@ -229,8 +231,10 @@ def _engine_label(key: str, value: str) -> str:
 @user_errors
 def extract(
     ctx: typer.Context,
-    dataset: Annotated[str, typer.Argument(help="Dataset to read (see `mmpipe list datasets`).")],
-    encoder: Annotated[str, typer.Option("--encoder", help="Encoder to run (see `mmpipe list encoders`).")],
+    dataset: Annotated[str, typer.Argument(help="Dataset to read (see `mmpipe list datasets`).",
+                                           autocompletion=completer("datasets"))],
+    encoder: Annotated[str, typer.Option("--encoder", help="Encoder to run (see `mmpipe list encoders`).",
+                                         autocompletion=completer("encoders"))],
     data_dir: Annotated[Path | None, typer.Option("--data-dir", help="Where the dataset's files are.")] = None,
     weights: Annotated[Path | None, typer.Option("--weights", help="Local checkpoint directory or file.",
                                                  show_default="the hub id / torchvision weights")] = None,

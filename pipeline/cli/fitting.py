@@ -19,6 +19,7 @@ from mmpipe.pipeline.cli.app import (
     store_of,
     user_errors,
 )
+from mmpipe.pipeline.cli.catalog import completer
 from mmpipe.store.config import apply_overrides, load_config_file, option_label
 from mmpipe.store.errors import UserError
 
@@ -88,8 +89,10 @@ def fit_inputs(store: Store, dataset: str, given: list[str], m1: str | None, m2:
 @user_errors
 def fit(
     ctx: typer.Context,
-    method: Annotated[str, typer.Argument(help="Adapter method, e.g. multiloreft (see `mmpipe list methods`).")],
-    dataset: Annotated[str, typer.Option("--dataset", help="Dataset whose cached features to train on.")],
+    method: Annotated[str, typer.Argument(help="Adapter method, e.g. multiloreft (see `mmpipe list methods`).",
+                                          autocompletion=completer("methods"))],
+    dataset: Annotated[str, typer.Option("--dataset", help="Dataset whose cached features to train on.",
+                                         autocompletion=completer("datasets"))],
     inputs: Annotated[list[str] | None, typer.Option(
         "--input", help="MODALITY=FEATURE (or MODALITY: its only feature), repeatable; the order is the order "
         "the method sees.", show_default="every modality of the dataset")] = None,
