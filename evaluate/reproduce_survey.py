@@ -105,9 +105,9 @@ class SurveySpec:
         for method in self.methods:
             inputs = ALL_MODALITIES.get(method, modalities[:2])
             if not set(inputs) <= set(modalities) or (method in OWN_LABEL and kind != "continuous"):
-                left_out.append(f"survey: {method} does not apply to {manifest.dataset} (it takes "
-                                f"{', '.join(inputs)} and a continuous label; {manifest.dataset} has "
-                                f"{', '.join(modalities)} and a {kind} task label)")
+                needs = " and a continuous task label" if method in OWN_LABEL else ""
+                left_out.append(f"survey: {method} does not apply to {manifest.dataset} (it takes {', '.join(inputs)}"
+                                f"{needs}; {manifest.dataset} has {', '.join(modalities)} and a {kind} task label)")
                 continue
             changes = (("target", label),) if label and _has_field(method, "target") and method not in OWN_LABEL else ()
             groups.setdefault(tuple(inputs), []).append((method, changes))

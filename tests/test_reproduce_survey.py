@@ -120,7 +120,7 @@ def test_s3_and_dlf_only_when_asked_and_where_they_apply(first):
     assert spec.methods == ("multiloreft", "s3", "dlf")  # multiloreft always: it sizes the baselines
     tables, left_out = spec.for_dataset(Store.open(store).manifest("sim1"))
     assert [(t.inputs, t.fits) for t in tables] == [(("m1", "m2"), (("multiloreft", ()), ("s3", ())))]
-    assert left_out == ["survey: dlf does not apply to sim1 (it takes text, audio, vision and a continuous label; "
+    assert left_out == ["survey: dlf does not apply to sim1 (it takes text, audio, vision and a continuous task label; "
                         "sim1 has m1, m2 and a continuous task label)"]
     tables, left_out = spec.for_dataset(Store.open(store).manifest("simseq"))
     assert [(t.inputs, t.fits) for t in tables] == [
