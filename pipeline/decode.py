@@ -96,6 +96,12 @@ def decode_audio(path: Path, sample_rate: int, max_seconds: float | None = None)
     if data.shape[0] == 0:
         raise DecodeError(f"{path}: no audio samples")
     _check_audio_complete(path, data.shape[0], promised, container, log)
+    return mono_waveform(data, rate, sample_rate, max_seconds)
+
+
+def mono_waveform(data: np.ndarray, rate: int, sample_rate: int, max_seconds: float | None) -> torch.Tensor:
+    """Decoded frames (T, C) at ``rate`` → the mono waveform (T',) at ``sample_rate``: channels
+    averaged, the first ``max_seconds`` kept, then resampled."""
     if max_seconds is not None:
         data = data[: int(round(max_seconds * rate))]
     wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))

@@ -23,13 +23,11 @@ import io
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import soundfile
 import torch
-import torchaudio.functional
 from PIL import Image
 
-from mmpipe.pipeline.decode import DecodeError
+from mmpipe.pipeline.decode import DecodeError, mono_waveform
 
 
 @functools.lru_cache(maxsize=8)
@@ -95,9 +93,4 @@ class EmbeddedMedia:
             raise DecodeError(f"{self}: no audio samples")
         if data.shape[0] < promised:
             raise DecodeError(f"{self}: header promises {promised} frames, decoded {data.shape[0]} (truncated?)")
-        if max_seconds is not None:
-            data = data[: int(round(max_seconds * rate))]
-        wave = torch.from_numpy(np.ascontiguousarray(data.mean(axis=1)))
-        if rate != sample_rate:
-            wave = torchaudio.functional.resample(wave, orig_freq=rate, new_freq=sample_rate)
-        return wave
+        return mono_waveform(data, rate, sample_rate, max_seconds)
