@@ -119,10 +119,7 @@ def load_features(store: Store, name: str, split: Literal["train", "val", "test"
     if pooling is not None and pooling not in POOLINGS:
         raise UserError(f"pooling must be one of {', '.join(POOLINGS)}, not {pooling!r}")
     entry = store.features(name, fingerprint_prefix=fingerprint)
-    dataset, version = entry.meta.get("dataset"), entry.meta.get("manifest_version")
-    if dataset is None or version is None:
-        raise UserError(f"{name} [{entry.fingerprint[:12]}] names no manifest in its metadata")
-    manifest = store.manifest(dataset, version)
+    manifest = store.manifest_of(entry)
     part = store.load_split(entry, manifest, split)
     values, lengths = part.features.float(), part.lengths
     if lengths is not None and pooling is not None:

@@ -101,12 +101,9 @@ def collect(store: Store, what: str, fingerprint: str | None = None) -> Exported
         if len(parts) != 3 or not all(p and "/" not in p and "\\" not in p for p in parts):
             raise UserError(f"{what!r} is neither a run id nor a feature entry name <dataset>.<modality>.<feature>")
         entry = store.features(what, fingerprint_prefix=fingerprint)
-        dataset, version = entry.meta.get("dataset"), entry.meta.get("manifest_version")
-        if dataset is None or version is None:
-            raise UserError(f"{what} [{entry.fingerprint[:12]}] names no manifest in its metadata")
-        manifest = store.manifest(dataset, version)
+        manifest = store.manifest_of(entry)
         if entry.shape[0] != len(manifest):
-            raise UserError(f"{what} has {entry.shape[0]} rows but manifest {dataset} has {len(manifest)}")
+            raise UserError(f"{what} has {entry.shape[0]} rows but manifest {manifest.dataset} has {len(manifest)}")
         lengths = entry.lengths()
         values = entry.load().float().numpy()
         tables = _per_split(manifest, entry.valid(), {"features": values},

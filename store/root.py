@@ -133,6 +133,13 @@ class Store:
         chosen = _choose(versions, version, f"manifest version of {dataset}")
         return read_manifest(self.manifests_dir / dataset / f"{chosen}.parquet")
 
+    def manifest_of(self, entry: FeatureEntry) -> Manifest:
+        """The manifest a feature entry was published against (its metadata names it)."""
+        dataset, version = entry.meta.get("dataset"), entry.meta.get("manifest_version")
+        if dataset is None or version is None:
+            raise UserError(f"{entry.name} [{entry.fingerprint[:12]}] names no manifest in its metadata")
+        return self.manifest(dataset, version)
+
     # -- features ------------------------------------------------------------------------------
     def writer(self, name: str, config: dict[str, Any], **kwargs: Any) -> FeatureWriter:
         return FeatureWriter(self.features_dir, name, config, **kwargs)
