@@ -65,7 +65,7 @@ def test_tables_and_views_have_the_documented_columns(tmp_path):
     assert run == [("toy", None, "{}", '{"m1": "d.m1.f", "m2": "d.m2.f"}', "toy")]
     assert evaluate_query(db, "SELECT modality FROM run_modalities ORDER BY 1").rows == [("m1",), ("m2",)]
     directions = dict(evaluate_query(db, "SELECT metric, higher_is_better FROM metrics").rows)
-    assert directions == {"accuracy": True, "accuracy_<k>shot": True, "mse": False, "silhouette": True, "f1": True,
+    assert directions == {"accuracy": True, "accuracy_<k>shot": True, "accuracy_ge0": True, "mse": False, "silhouette": True, "f1": True,
                           "mae": False, "corr": True, "acc7": True, "acc5": True, "acc2_has0": True,
                           "acc2_non0": True, "f1_has0": True, "f1_non0": True, "recall_at_<k>": True,
                           "median_rank": False}

@@ -118,7 +118,7 @@ def test_simulate_fit_probe_report_end_to_end(store, tmp_path):
     rows = run("query", "SELECT label, metric, value FROM probes WHERE component = 'fused' ORDER BY 1, 2",
                "--format", "csv").splitlines()[1:]
     fused = {(r.split(",")[0], r.split(",")[1]): float(r.split(",")[2]) for r in rows}
-    assert {m for lab, m in fused if lab == "sentiment"} == {"mse", *metrics.MSA}
+    assert {m for lab, m in fused if lab == "sentiment"} == {"mse", *metrics.MSA, metrics.ACCURACY_GE0}
     assert {m for lab, m in fused if lab == "y_all"} == {"accuracy", "f1", "silhouette"}
     assert fused[("sentiment", "corr")] > 0.6 and fused[("sentiment", "acc2_non0")] > 0.7
     out = tmp_path / "report.md"
