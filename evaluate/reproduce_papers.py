@@ -35,7 +35,7 @@ direction (`evaluate/reproduce.mark`). DLF's numbers are one seed: no std, so ``
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from mmpipe.adapters.methods.dlf import DLF, DLFConfig
@@ -189,6 +189,16 @@ def _by_dataset_and_g(runs: Sequence[RunEntry]) -> dict[tuple[str, int], list[Ru
     return groups
 
 
+def _groups_in_order(spec: TableSpec, runs: Sequence[RunEntry]) -> Iterator[tuple[str, int, list[RunEntry]]]:
+    """(dataset, G, its runs) in the table's row order: datasets as the spec lists them, G ascending;
+    combinations without a run are left out."""
+    groups = _by_dataset_and_g(runs)
+    for dataset in _datasets_of(spec, runs):
+        for g in reference_s3.GRANULARITIES:
+            if groups.get((dataset, g)):
+                yield dataset, g, groups[(dataset, g)]
+
+
 def _datasets_of(spec: TableSpec, runs: Sequence[RunEntry]) -> list[str]:
     present = {r.record.dataset for r in runs}
     return [d for d in spec.datasets if d in present]
@@ -210,29 +220,24 @@ def _s3_notes(spec: TableSpec, runs: Sequence[RunEntry], scores: Scores) -> list
 
 def s3_table1(spec: TableSpec, runs: Sequence[RunEntry], scores: Scores) -> list[Table]:
     """Rows dataset × G, ours then the paper's; columns Spec, Sel, ρ = 0.9 … 0.1, ρ chosen on val."""
-    groups = _by_dataset_and_g(runs)
     rows, rule_before = [], set()
-    for dataset in _datasets_of(spec, runs):
-        for g in reference_s3.GRANULARITIES:
-            group = groups.get((dataset, g))
-            if not group:
-                continue
-            label, metric = s3_target(group[0])
-            printed = reference_s3.stage_row(dataset, g)
-            cells = printed.cells() if printed is not None else {}
-            ours = []
-            for component in STAGE_COMPONENTS:
-                paper = cells.get(component)
-                found = scores.summary([(r, (component, label, metric)) for r in group], scale=100)
-                ours.append(_ours_cell(found, paper and _paper(spec.key, dataset, f"G={g}", component, label, metric,
-                                                               paper.mean, paper.std), 2))
-            chosen = ", ".join(f"{S3Summary.from_history(r.record.history).rho_val:g}" for r in group)
-            rule_before.add(len(rows))
-            rows.append([Cell(dataset), Cell(str(g)), Cell("ours"), *ours, Cell(chosen)])
-            if printed is not None:
-                rows.append([Cell(""), Cell(""), Cell("paper"),
-                             *(Cell(format_mean_std(cells[c].mean, cells[c].std, 2)) for c in STAGE_COMPONENTS),
-                             Cell("—")])
+    for dataset, g, group in _groups_in_order(spec, runs):
+        label, metric = s3_target(group[0])
+        printed = reference_s3.stage_row(dataset, g)
+        cells = printed.cells() if printed is not None else {}
+        ours = []
+        for component in STAGE_COMPONENTS:
+            paper = cells.get(component)
+            found = scores.summary([(r, (component, label, metric)) for r in group], scale=100)
+            ours.append(_ours_cell(found, paper and _paper(spec.key, dataset, f"G={g}", component, label, metric,
+                                                           paper.mean, paper.std), 2))
+        chosen = ", ".join(f"{S3Summary.from_history(r.record.history).rho_val:g}" for r in group)
+        rule_before.add(len(rows))
+        rows.append([Cell(dataset), Cell(str(g)), Cell("ours"), *ours, Cell(chosen)])
+        if printed is not None:
+            rows.append([Cell(""), Cell(""), Cell("paper"),
+                         *(Cell(format_mean_std(cells[c].mean, cells[c].std, 2)) for c in STAGE_COMPONENTS),
+                         Cell("—")])
     headers = ["Dataset", "G", "", "Spec", "Sel", *(f"ρ={r:g}" for r in RHOS[1:]), "ρ chosen on val"]
     table = Table(spec.key, spec.title, "S3 after Specialization, Selection and Sparsification at each ρ: ours "
                   "beside the paper's Table 1.", headers, rows, [], frozenset(rule_before),
@@ -263,21 +268,16 @@ def _router_share(spec: TableSpec, runs: Sequence[RunEntry]) -> Table:
 def _active_parameters(spec: TableSpec, runs: Sequence[RunEntry]) -> Table:
     """Table 5: active parameters per token at each ρ, % of ρ = 1, ours (from the records: both
     encoders, over the rows transformed) beside the paper's."""
-    groups = _by_dataset_and_g(runs)
     rows, rule_before = [], set()
-    for dataset in _datasets_of(spec, runs):
-        for g in reference_s3.GRANULARITIES:
-            group = groups.get((dataset, g))
-            if not group:
-                continue
-            fractions = [S3Summary.from_history(r.record.history).active_fraction for r in group]
-            rule_before.add(len(rows))
-            rows.append([Cell(dataset), Cell(str(g)), Cell("ours"),
-                         *(Cell(format_mean_std(*_mean_and_std([100 * f[str(rho)] for f in fractions]), 2))
-                           for rho in RHOS[1:])])
-            paper = reference_s3.TABLE5.get((dataset, g))
-            if paper is not None:
-                rows.append([Cell(""), Cell(""), Cell("paper"), *(Cell(f"{v:.2f}") for v in paper)])
+    for dataset, g, group in _groups_in_order(spec, runs):
+        fractions = [S3Summary.from_history(r.record.history).active_fraction for r in group]
+        rule_before.add(len(rows))
+        rows.append([Cell(dataset), Cell(str(g)), Cell("ours"),
+                     *(Cell(format_mean_std(*_mean_and_std([100 * f[str(rho)] for f in fractions]), 2))
+                       for rho in RHOS[1:])])
+        paper = reference_s3.TABLE5.get((dataset, g))
+        if paper is not None:
+            rows.append([Cell(""), Cell(""), Cell("paper"), *(Cell(f"{v:.2f}") for v in paper)])
     headers = ["Dataset", "G", "", *(f"ρ={r:g}" for r in RHOS[1:])]
     notes = ["Attention and the kept experts' parameters per token (routers excluded), relative to ρ = 1, from each "
              "run's record; ours: mean ± std over the seeds."]
